@@ -1,0 +1,43 @@
+package protocol
+
+// Exit codes, as every UCSPI tool uses them.
+const (
+	ExitOK         = 0
+	ExitUsage      = 100 // bad command line, or an unknown control command
+	ExitClientCert = 110 // the client's certificate failed verification
+	ExitTemp       = 111 // temporary or system failure, TLS handshake failure
+)
+
+// The fd map of a TLS worker (argv[0] WorkerArgv0). The supervisor builds
+// ExtraFiles in exactly this order; 0 and 1 are /dev/null, 2 is the
+// supervisor's stderr.
+const (
+	WorkerFdSupervisor  = 3 // SOCK_SEQPACKET: Msg* between supervisor and worker
+	WorkerFdKeyHolder   = 4 // SOCK_SEQPACKET: sign requests to the key holder
+	WorkerFdConn        = 5 // the TCP connection with the client
+	WorkerFdCtl         = 6 // SOCK_STREAM: the worker's end of $SSLCTLFD
+	WorkerFdToProgram   = 7 // pipe, write end: plaintext from the client
+	WorkerFdFromProgram = 8 // pipe, read end: plaintext for the client
+)
+
+// The fd map of the key holder (argv[0] KeyHolderArgv0): 0 and 1 are
+// /dev/null, 2 is the supervisor's stderr.
+const (
+	KeyHolderFdSupervisor = 3 // SOCK_SEQPACKET: keys in, worker channels in
+)
+
+// The program's UCSPI-TLS descriptors; their numbers go into $SSLCTLFD,
+// $SSLREADFD and $SSLWRITEFD. All are >= 3 because some applications
+// treat fd 0 as "missing".
+const (
+	ProgramFdCtl   = 3
+	ProgramFdRead  = 4
+	ProgramFdWrite = 5
+)
+
+// Role names: the supervisor re-executes its own binary with argv[0] set
+// to one of these, so ps shows what each process is.
+const (
+	WorkerArgv0    = "sslserver-tlsworker"
+	KeyHolderArgv0 = "sslserver-keyholder"
+)

@@ -1,0 +1,209 @@
+package protocol
+
+import (
+	"crypto"
+	"fmt"
+)
+
+// MsgType is the first byte of every message between our processes. The
+// list is closed: any other value is an error.
+type MsgType uint8
+
+const (
+	// supervisor <-> TLS worker
+	MsgWorkerConfig  MsgType = 1 // supervisor -> worker, exactly once, first
+	MsgHandshakeDone MsgType = 2 // worker -> supervisor, at most once
+	MsgSessionFailed MsgType = 3 // worker -> supervisor, at most once, then it exits with Code
+	MsgProgramExited MsgType = 4 // supervisor -> worker, at most once
+
+	// TLS worker <-> key holder
+	MsgSignRequest MsgType = 10 // worker -> key holder
+	MsgSignature   MsgType = 11 // key holder -> worker
+	MsgSignRefused MsgType = 12 // key holder -> worker, then it hangs up
+
+	// supervisor <-> key holder
+	MsgKeys       MsgType = 20 // supervisor -> key holder, once, first; the key files ride along
+	MsgKeysLoaded MsgType = 21 // key holder -> supervisor
+	MsgKeysFailed MsgType = 22 // key holder -> supervisor, then it exits
+	MsgNewWorker  MsgType = 23 // supervisor -> key holder; a worker's channel rides along
+)
+
+// Bounds on fields; anything larger is refused by the decoder.
+const (
+	MaxMsg        = 256 << 10 // one SOCK_SEQPACKET datagram
+	maxCertDER    = 32 << 10
+	maxChainLen   = 16
+	maxCerts      = 64
+	maxReason     = 1024
+	maxBanner     = 4096
+	MaxSignInput  = 2048 // an Ed25519 message; digests are far shorter
+	maxSignature  = 1024 // RSA-8192
+	maxPassphrase = 1024
+	MaxKeyFiles   = 64
+	maxName       = 255
+	maxSuites     = 64
+	maxPath       = 4096
+)
+
+// Message is one of the types below.
+type Message interface {
+	Type() MsgType
+	encode(*encoder)
+	decode(*decoder)
+}
+
+// Cert is one certificate the worker may present: the chain as DER, leaf
+// first, and the index of its key in the key holder. Name is the SNI name
+// it answers to; "" is the default.
+type Cert struct {
+	Name  string
+	Chain [][]byte
+	Key   uint16
+}
+
+// WorkerConfig tells a fresh worker who to become and what to do.
+type WorkerConfig struct {
+	UID, GID      uint32
+	Root          string // absolute path to chroot into
+	Delayed       bool   // -n: wait for a control command
+	SSLEnv        bool   // -s: send the SSL_* block with MsgHandshakeDone
+	HandshakeMsec uint32
+	IdleMsec      uint32
+	Certs         []Cert
+	CipherSuites  []uint16 // TLS 1.2 suites; empty: Go's defaults
+	Banner        []byte   // immediate mode: sent over TLS first
+}
+
+// HandshakeDone reports the negotiated parameters; Block is the
+// connection's SSL_* variables as an encoded reply block.
+type HandshakeDone struct {
+	Protocol, Cipher string
+	Block            []byte
+}
+
+// SessionFailed says why the worker ends the session; it exits with Code.
+type SessionFailed struct {
+	Code   uint8
+	Reason string
+}
+
+// ProgramExited tells the worker that the program has been reaped.
+type ProgramExited struct{}
+
+// SignRequest asks the key holder to sign Digest (for Ed25519, Hash is 0
+// and Digest is the whole message) with key Key.
+type SignRequest struct {
+	Key    uint16
+	Hash   crypto.Hash
+	PSS    bool // RSA-PSS with salt length equal to the hash length
+	Digest []byte
+}
+
+// Signature answers a SignRequest.
+type Signature struct{ Sig []byte }
+
+// SignRefused answers a SignRequest the key holder will not serve.
+type SignRefused struct{ Reason string }
+
+// Keys hands the key holder its key files (as many fds as Count), the
+// passphrase for encrypted ones, and who to become once they are read.
+type Keys struct {
+	Count      uint16
+	Passphrase []byte
+	UID, GID   uint32
+	Root       string
+	MaxFiles   uint32
+}
+
+// KeysLoaded lists the public keys, PKIX DER, in the order of the files.
+type KeysLoaded struct{ Public [][]byte }
+
+// KeysFailed says why the key holder could not load its keys.
+type KeysFailed struct{ Reason string }
+
+// NewWorker hands the key holder one worker's channel (one fd), how many
+// signatures that worker may ask for, and how long the key holder waits
+// for its requests.
+type NewWorker struct {
+	Signs    uint16
+	WaitMsec uint32
+}
+
+func (*WorkerConfig) Type() MsgType  { return MsgWorkerConfig }
+func (*HandshakeDone) Type() MsgType { return MsgHandshakeDone }
+func (*SessionFailed) Type() MsgType { return MsgSessionFailed }
+func (*ProgramExited) Type() MsgType { return MsgProgramExited }
+func (*SignRequest) Type() MsgType   { return MsgSignRequest }
+func (*Signature) Type() MsgType     { return MsgSignature }
+func (*SignRefused) Type() MsgType   { return MsgSignRefused }
+func (*Keys) Type() MsgType          { return MsgKeys }
+func (*KeysLoaded) Type() MsgType    { return MsgKeysLoaded }
+func (*KeysFailed) Type() MsgType    { return MsgKeysFailed }
+func (*NewWorker) Type() MsgType     { return MsgNewWorker }
+
+// newMessage is the closed list of message types.
+func newMessage(t MsgType) (Message, error) {
+	switch t {
+	case MsgWorkerConfig:
+		return new(WorkerConfig), nil
+	case MsgHandshakeDone:
+		return new(HandshakeDone), nil
+	case MsgSessionFailed:
+		return new(SessionFailed), nil
+	case MsgProgramExited:
+		return new(ProgramExited), nil
+	case MsgSignRequest:
+		return new(SignRequest), nil
+	case MsgSignature:
+		return new(Signature), nil
+	case MsgSignRefused:
+		return new(SignRefused), nil
+	case MsgKeys:
+		return new(Keys), nil
+	case MsgKeysLoaded:
+		return new(KeysLoaded), nil
+	case MsgKeysFailed:
+		return new(KeysFailed), nil
+	case MsgNewWorker:
+		return new(NewWorker), nil
+	}
+	return nil, fmt.Errorf("unknown message type %d", t)
+}
+
+// Files says how many descriptors must ride along with m.
+func Files(m Message) int {
+	switch m := m.(type) {
+	case *Keys:
+		return int(m.Count)
+	case *NewWorker:
+		return 1
+	}
+	return 0
+}
+
+// Encode returns m as one datagram: its type byte, then its fields.
+func Encode(m Message) []byte {
+	e := &encoder{b: []byte{byte(m.Type())}}
+	m.encode(e)
+	return e.b
+}
+
+// Decode parses one datagram strictly.
+func Decode(p []byte) (Message, error) {
+	if len(p) == 0 {
+		return nil, errShort
+	}
+	if len(p) > MaxMsg {
+		return nil, fmt.Errorf("message of %d bytes exceeds %d", len(p), MaxMsg)
+	}
+	m, err := newMessage(MsgType(p[0]))
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{b: p[1:]}
+	m.decode(d)
+	if err := d.finish(); err != nil {
+		return nil, fmt.Errorf("message type %d: %w", p[0], err)
+	}
+	return m, nil
+}

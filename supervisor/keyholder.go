@@ -1,0 +1,159 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+)
+
+// keyHolderWait bounds the key holder's start: reading and decrypting
+// the keys.
+const keyHolderWait = 30 * time.Second
+
+// keyHolder is the supervisor's handle on the one process that holds the
+// private keys. If it dies, it is started again; sessions that needed it
+// meanwhile fail their handshake.
+type keyHolder struct {
+	srv  *Server
+	mu   sync.Mutex
+	ch   *protocol.Channel // nil while down
+	proc Process
+	stop chan struct{}
+}
+
+// start runs the key holder and waits until it has loaded every key and
+// the public keys match the certificates.
+func (k *keyHolder) start() error {
+	files, err := k.openKeys()
+	if err != nil {
+		return err
+	}
+	defer closeFiles(files)
+	ours, theirs, err := protocol.Pair("keyholder")
+	if err != nil {
+		return err
+	}
+	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Extra: []*os.File{theirs}})
+	theirs.Close()
+	if err != nil {
+		ours.Close()
+		return fmt.Errorf("unable to start key holder: %w", err)
+	}
+	ch, err := protocol.NewChannel(ours)
+	if err == nil {
+		err = k.load(ch, files)
+	}
+	if err != nil {
+		proc.Signal(os.Kill)
+		proc.Wait()
+		return err
+	}
+	k.mu.Lock()
+	k.ch, k.proc = ch, proc
+	k.mu.Unlock()
+	k.srv.log.Info("keyholder pid %d", proc.Pid())
+	go k.watch(proc, ch)
+	return nil
+}
+
+func (k *keyHolder) openKeys() ([]*os.File, error) {
+	var files []*os.File
+	for _, p := range k.srv.tls.keyPaths {
+		f, err := os.Open(p)
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("unable to read private key: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func (k *keyHolder) load(ch *protocol.Channel, files []*os.File) error {
+	t := k.srv.tls
+	m := &protocol.Keys{Count: uint16(len(files)), Passphrase: t.passphrase, UID: t.uid, GID: t.gid,
+		Root: t.root, MaxFiles: uint32(2*k.srv.opt.MaxConn + 64)}
+	if err := ch.Send(m, files...); err != nil {
+		return fmt.Errorf("key holder: %w", err)
+	}
+	ch.SetReadDeadline(time.Now().Add(keyHolderWait))
+	defer ch.SetReadDeadline(time.Time{})
+	reply, _, err := ch.Recv()
+	if err != nil {
+		return fmt.Errorf("key holder: %w", err)
+	}
+	switch r := reply.(type) {
+	case *protocol.KeysLoaded:
+		return t.checkPublic(r.Public)
+	case *protocol.KeysFailed:
+		return errors.New(r.Reason)
+	}
+	return fmt.Errorf("key holder: unexpected message type %d", reply.Type())
+}
+
+// watch reaps the key holder and starts a new one unless we are stopping.
+func (k *keyHolder) watch(proc Process, ch *protocol.Channel) {
+	st := proc.Wait()
+	k.mu.Lock()
+	k.ch = nil
+	k.mu.Unlock()
+	ch.Close()
+	select {
+	case <-k.stop:
+		return
+	default:
+	}
+	k.srv.log.Warning("key holder %d ended (%s), starting another", proc.Pid(), describe(st))
+	for {
+		err := k.start()
+		if err == nil {
+			return
+		}
+		k.srv.log.Warning("unable to restart key holder: %v", err)
+		select {
+		case <-k.stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// attach hands one worker's key channel to the key holder.
+func (k *keyHolder) attach(f *os.File, wait time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ch == nil {
+		return errors.New("key holder is not running")
+	}
+	return k.ch.Send(&protocol.NewWorker{Signs: 1, WaitMsec: uint32(wait / time.Millisecond)}, f)
+}
+
+// shutdown ends the key holder: closing its channel makes it exit.
+func (k *keyHolder) shutdown() {
+	close(k.stop)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ch != nil {
+		k.ch.Close()
+		k.proc.Signal(os.Interrupt)
+	}
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func describe(st ExitState) string {
+	if st.Signal != 0 {
+		return fmt.Sprintf("signal %d", st.Signal)
+	}
+	return fmt.Sprintf("exit status %d", st.Code)
+}

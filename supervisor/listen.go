@@ -1,0 +1,131 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen binds host and port as sslserver's command line names them:
+// "0" is every IPv4 address, "::" or ":0" the IPv6 any-address with IPv4
+// mapped in (dual stack), a literal address binds that address, a name
+// is resolved (prefer picks IPv4 or IPv6 first). The socket is built
+// here rather than by net.Listen so -b sets the backlog and dual stack
+// does not depend on the bindv6only sysctl.
+func Listen(o *Options) (*net.TCPListener, error) {
+	port, err := resolvePort(o.Port)
+	if err != nil {
+		return nil, err
+	}
+	addr, dual, err := resolveHost(o.Host, o.Prefer)
+	if err != nil {
+		return nil, err
+	}
+	if addr.Is6() && o.Interface != "" {
+		addr = addr.WithZone(o.Interface)
+	}
+	return bindListen(netip.AddrPortFrom(addr, port), dual, o.Backlog)
+}
+
+func resolvePort(p string) (uint16, error) {
+	if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+		return uint16(n), nil
+	}
+	n, err := net.LookupPort("tcp", p)
+	if err != nil {
+		return 0, fmt.Errorf("unable to figure out port number for %q: %w", p, err)
+	}
+	return uint16(n), nil
+}
+
+func resolveHost(h string, prefer byte) (addr netip.Addr, dual bool, err error) {
+	switch h {
+	case "0", "0.0.0.0":
+		return netip.IPv4Unspecified(), false, nil
+	case "::", ":0":
+		return netip.IPv6Unspecified(), true, nil
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap(), false, nil
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", h)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, false, fmt.Errorf("unable to figure out IP address for %q: %v", h, err)
+	}
+	return preferred(addrs, prefer), false, nil
+}
+
+func preferred(addrs []netip.Addr, prefer byte) netip.Addr {
+	for _, a := range addrs {
+		a = a.Unmap()
+		if prefer == '4' && a.Is4() || prefer == '6' && a.Is6() {
+			return a
+		}
+	}
+	return addrs[0].Unmap()
+}
+
+func bindListen(ap netip.AddrPort, dual bool, backlog int) (*net.TCPListener, error) {
+	family, sa, err := sockaddr(ap)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_TCP)
+	if err != nil {
+		return nil, fmt.Errorf("unable to create socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close()
+	if err := prepare(fd, family, dual); err != nil {
+		return nil, err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return nil, fmt.Errorf("unable to bind %v: %w", ap, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		return nil, fmt.Errorf("unable to listen: %w", err)
+	}
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("unable to listen: %w", err)
+	}
+	return l.(*net.TCPListener), nil
+}
+
+func prepare(fd, family int, dual bool) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("unable to set SO_REUSEADDR: %w", err)
+	}
+	if family != unix.AF_INET6 {
+		return nil
+	}
+	v6only := 1
+	if dual {
+		v6only = 0
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only); err != nil {
+		return fmt.Errorf("unable to set IPV6_V6ONLY: %w", err)
+	}
+	return nil
+}
+
+func sockaddr(ap netip.AddrPort) (int, unix.Sockaddr, error) {
+	a := ap.Addr()
+	if a.Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}, nil
+	}
+	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	if z := a.Zone(); z != "" {
+		ifi, err := net.InterfaceByName(z)
+		if err != nil {
+			return 0, nil, fmt.Errorf("unable to find interface %q: %w", z, err)
+		}
+		sa.ZoneId = uint32(ifi.Index)
+	}
+	return unix.AF_INET6, sa, nil
+}

@@ -1,0 +1,252 @@
+// Package supervisor is sslserver's privileged process: it parses the
+// command line, reads the certificates, binds, accepts, applies limits,
+// builds each program's environment, starts and reaps the TLS workers,
+// the key holder and the programs, and logs. It never parses TLS bytes
+// and never touches plaintext.
+//
+//	os.Exit(supervisor.Main(os.Args[1:], os.Stdout, os.Stderr))
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker/keys"
+)
+
+// drainWait bounds how long SIGTERM waits for running sessions.
+const drainWait = 30 * time.Second
+
+// LogFormatVar selects the JSON log form when set to "json".
+const LogFormatVar = "SSLSERVER_LOG"
+
+// Server is one sslserver.
+type Server struct {
+	opt     *Options
+	log     *Log
+	spawn   Spawner
+	exe     string
+	tls     *tlsSetup
+	kh      *keyHolder
+	environ []string // the program's base environment
+
+	mu       sync.Mutex
+	active   int
+	sessions map[*session]struct{}
+	slotFree *sync.Cond
+	wg       sync.WaitGroup
+}
+
+// Main runs sslserver with args (without the program name) and returns
+// the exit code.
+func Main(args []string, stdout, stderr *os.File) int {
+	return MainWith(args, stdout, stderr, ExecSpawner{Stderr: stderr})
+}
+
+// MainWith is Main with another way to start processes.
+func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
+	opt, err := ParseArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "sslserver: %v\n", err)
+		return protocol.ExitUsage
+	}
+	log := NewLog(stderr, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	s, ln, err := setup(opt, log, sp)
+	if err != nil {
+		log.Fatal("%v", err)
+		return protocol.ExitTemp
+	}
+	defer s.tls.cleanup()
+	if opt.PrintPort {
+		fmt.Fprintln(stdout, ln.Addr().(*net.TCPAddr).Port)
+	}
+	if err := s.kh.start(); err != nil {
+		log.Fatal("unable to load private key: %v", err)
+		return protocol.ExitTemp
+	}
+	s.serve(ln)
+	return protocol.ExitOK
+}
+
+func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil, errors.New("must run as root to confine TLS workers")
+	}
+	if err := programIDs(opt); err != nil {
+		return nil, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("unable to find my own binary: %w", err)
+	}
+	s := &Server{opt: opt, log: log, spawn: sp, exe: exe, sessions: map[*session]struct{}{}}
+	s.slotFree = sync.NewCond(&s.mu)
+	s.kh = &keyHolder{srv: s, stop: make(chan struct{})}
+	if s.tls, err = loadTLS(opt, os.Getenv, os.Environ(), log); err != nil {
+		return nil, nil, err
+	}
+	if err := s.readPassphrase(); err != nil {
+		s.tls.cleanup()
+		return nil, nil, err
+	}
+	s.environ = programBase(os.Environ())
+	ln, err := Listen(opt)
+	if err != nil {
+		s.tls.cleanup()
+		return nil, nil, fmt.Errorf("unable to bind: %w", err)
+	}
+	return s, ln, nil
+}
+
+// programIDs applies -U: the program's ids from $UID and $GID.
+func programIDs(o *Options) error {
+	if !o.FromEnvIDs {
+		return nil
+	}
+	for _, p := range []struct {
+		name string
+		dst  **uint32
+	}{{"UID", &o.UID}, {"GID", &o.GID}} {
+		v := os.Getenv(p.name)
+		if v == "" {
+			return fmt.Errorf("-U: $%s is not set", p.name)
+		}
+		if err := id(p.dst, v); err != nil {
+			return fmt.Errorf("-U: $%s: %w", p.name, err)
+		}
+	}
+	return nil
+}
+
+// readPassphrase implements -3: the key's passphrase, NUL-terminated, on
+// fd 3, which is closed afterwards so the program never inherits it.
+func (s *Server) readPassphrase() error {
+	if !s.opt.Passphrase {
+		return nil
+	}
+	f := os.NewFile(3, "passphrase")
+	defer f.Close()
+	p, err := keys.ReadPassphrase(f)
+	if err != nil {
+		return fmt.Errorf("unable to read passphrase from fd 3: %w", err)
+	}
+	s.tls.passphrase = p
+	return nil
+}
+
+// programBase is the server's environment less our own settings; the
+// env package removes the TLS settings and secrets.
+func programBase(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, LogFormatVar+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// serve is the accept loop: wait for a free slot, accept, start a
+// session. SIGTERM or SIGINT closes the listener and drains.
+func (s *Server) serve(ln *net.TCPListener) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go closeOnSignal(sigs, ln)
+	s.log.Status(0, s.opt.MaxConn)
+	for {
+		s.waitSlot()
+		c, err := ln.AcceptTCP()
+		if errors.Is(err, net.ErrClosed) {
+			break
+		}
+		if err != nil {
+			s.log.Warning("unable to accept: %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		s.startSession(c)
+	}
+	s.drain()
+}
+
+func closeOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {
+	<-sigs
+	ln.Close()
+}
+
+// waitSlot blocks while -c sessions are running: accept waits at the
+// limit, leaving new clients in the kernel's backlog.
+func (s *Server) waitSlot() {
+	s.mu.Lock()
+	for s.active >= s.opt.MaxConn {
+		s.slotFree.Wait()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) startSession(c *net.TCPConn) {
+	ss := &session{srv: s, conn: c}
+	s.mu.Lock()
+	s.active++
+	s.sessions[ss] = struct{}{}
+	n := s.active
+	s.mu.Unlock()
+	s.log.Status(n, s.opt.MaxConn)
+	s.wg.Add(1)
+	go s.runSession(ss)
+}
+
+func (s *Server) runSession(ss *session) {
+	defer s.wg.Done()
+	ss.run()
+	s.mu.Lock()
+	s.active--
+	delete(s.sessions, ss)
+	n := s.active
+	s.slotFree.Signal()
+	s.mu.Unlock()
+	s.log.Status(n, s.opt.MaxConn)
+}
+
+// drain waits, bounded, for running sessions, then ends what is left,
+// and stops the key holder.
+func (s *Server) drain() {
+	done := make(chan struct{})
+	go waitGroup(&s.wg, done)
+	select {
+	case <-done:
+	case <-time.After(drainWait):
+		s.log.Warning("ending %d sessions still running after %v", s.count(), drainWait)
+		s.killAll()
+		<-done
+	}
+	s.kh.shutdown()
+}
+
+func waitGroup(wg *sync.WaitGroup, done chan<- struct{}) {
+	wg.Wait()
+	close(done)
+}
+
+func (s *Server) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active
+}
+
+func (s *Server) killAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ss := range s.sessions {
+		ss.kill()
+	}
+}

@@ -1,0 +1,386 @@
+package supervisor
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/protocol"
+)
+
+// termGrace is how long a program has after SIGTERM before SIGKILL.
+const termGrace = 10 * time.Second
+
+// session is one connection: a TLS worker and a program, both children
+// of the supervisor, and the bookkeeping between them.
+type session struct {
+	srv  *Server
+	conn *net.TCPConn
+	ep   env.Endpoints
+	f    sessionFiles
+	sup  *protocol.Channel
+
+	mu      sync.Mutex
+	worker  Process
+	program Process
+	failed  *protocol.SessionFailed // what the worker reported
+	killed  bool
+}
+
+// sessionFiles are the descriptors made for one session. The worker gets
+// (see protocol.WorkerFd*):
+//
+//	3 supW  4 keyW  5 conn  6 ctlW  7 inW  8 outR
+//
+// and the program (see protocol.ProgramFd*), under -n:
+//
+//	0 conn  1 conn  3 ctlP  4 inR  5 outW
+//
+// and under -N:
+//
+//	0 inR   1 outW  3 ctlP  4 inR  5 outW
+type sessionFiles struct {
+	supW, supS *os.File // supervisor channel: worker end, our end
+	keyW, keyK *os.File // key channel: worker end, key holder end
+	ctlW, ctlP *os.File // $SSLCTLFD: worker end, program end
+	inR, inW   *os.File // client -> program plaintext
+	outR, outW *os.File // program -> client plaintext
+	conn       *os.File
+}
+
+func (f *sessionFiles) open(c *net.TCPConn) error {
+	var err error
+	steps := []func() error{
+		func() error { f.supW, f.supS, err = protocol.Pair("supervisor"); return err },
+		func() error { f.keyW, f.keyK, err = protocol.Pair("keyholder"); return err },
+		func() error { f.ctlW, f.ctlP, err = protocol.StreamPair("ctl"); return err },
+		func() error { f.inR, f.inW, err = os.Pipe(); return err },
+		func() error { f.outR, f.outW, err = os.Pipe(); return err },
+		func() error { f.conn, err = c.File(); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			f.closeAll()
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *sessionFiles) closeAll() {
+	closeFiles([]*os.File{f.supW, f.supS, f.keyW, f.keyK, f.ctlW, f.ctlP, f.inR, f.inW, f.outR, f.outW, f.conn})
+}
+
+func (f *sessionFiles) worker() []*os.File {
+	return []*os.File{f.supW, f.keyW, f.conn, f.ctlW, f.inW, f.outR}
+}
+
+// program returns stdin, stdout and the extra files of the program.
+func (f *sessionFiles) program(delayed bool) (in, out *os.File, extra []*os.File) {
+	extra = []*os.File{f.ctlP, f.inR, f.outW}
+	if delayed {
+		return f.conn, f.conn, extra
+	}
+	return f.inR, f.outW, extra
+}
+
+func (ss *session) run() {
+	ss.ep = endpoints(ss.conn)
+	ss.setNoDelay()
+	if err := ss.f.open(ss.conn); err != nil {
+		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
+		ss.conn.Close()
+		return
+	}
+	ss.conn.Close() // the worker and the program hold their own copies
+	if err := ss.startWorker(); err != nil {
+		ss.srv.log.Warning("dropping connection from %s, unable to start TLS worker: %v", ss.ep.RemoteIP, err)
+		ss.f.closeAll()
+		return
+	}
+	ss.srv.log.Pid(ss.worker.Pid(), ss.ep.RemoteIP.String())
+	ss.finish(ss.startProgram())
+}
+
+func (ss *session) setNoDelay() {
+	ss.conn.SetNoDelay(ss.srv.opt.NoDelay)
+}
+
+func endpoints(c *net.TCPConn) env.Endpoints {
+	l := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	r := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	return env.Endpoints{LocalIP: l.Addr().Unmap(), LocalPort: l.Port(), RemoteIP: r.Addr().Unmap(), RemotePort: r.Port()}
+}
+
+// startWorker execs the TLS worker, hands its key channel to the key
+// holder and sends its configuration.
+func (ss *session) startWorker() error {
+	s := ss.srv
+	p, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Extra: ss.f.worker()})
+	closeFiles([]*os.File{ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
+	ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil, nil
+	if err != nil {
+		return err
+	}
+	ss.worker = p
+	if ss.sup, err = protocol.NewChannel(ss.f.supS); err != nil {
+		return err
+	}
+	ss.f.supS = nil
+	err = s.kh.attach(ss.f.keyK, s.opt.Handshake+s.opt.Idle)
+	ss.f.keyK.Close()
+	ss.f.keyK = nil
+	if err != nil {
+		return err
+	}
+	return ss.sup.Send(ss.config())
+}
+
+func (ss *session) config() *protocol.WorkerConfig {
+	o, t := ss.srv.opt, ss.srv.tls
+	c := &protocol.WorkerConfig{
+		UID: t.uid, GID: t.gid, Root: t.root, Delayed: o.Delayed, SSLEnv: o.SSLEnv,
+		HandshakeMsec: uint32(o.Handshake / time.Millisecond), IdleMsec: uint32(o.Idle / time.Millisecond),
+		Certs: t.certs, CipherSuites: t.suites,
+	}
+	if !o.Delayed {
+		c.Banner = []byte(o.Banner)
+	}
+	return c
+}
+
+// startProgram writes a -n banner in plaintext, waits for the handshake
+// first when the program wants the SSL_* variables (-N -s), and execs
+// the program. It returns nil when there is no program to run.
+func (ss *session) startProgram() Process {
+	o := ss.srv.opt
+	defer ss.f.closeAll()
+	if o.Delayed && o.Banner != "" {
+		ss.f.conn.SetWriteDeadline(time.Now().Add(o.Handshake))
+		ss.f.conn.Write([]byte(o.Banner))
+	}
+	var tlsVars []env.Var
+	if !o.Delayed && o.SSLEnv {
+		vars, ok := ss.awaitHandshake()
+		if !ok {
+			return nil
+		}
+		tlsVars = vars
+	}
+	go ss.readWorker()
+	return ss.exec(tlsVars)
+}
+
+func (ss *session) exec(tlsVars []env.Var) Process {
+	o, s := ss.srv.opt, ss.srv
+	in, out, extra := ss.f.program(o.Delayed)
+	vars := append(tlsVars, fdVars()...)
+	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, vars, nil)
+	p, err := s.spawn.Start(&ProcSpec{Path: lookPath(o.Program[0]), Args: o.Program, Env: environ,
+		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})
+	if err != nil {
+		s.log.Warning("unable to run %s: %v", o.Program[0], err)
+		return nil
+	}
+	s.log.OK(ss.worker.Pid(), ss.localInfo(), ss.remoteInfo())
+	return p
+}
+
+func fdVars() []env.Var {
+	return []env.Var{
+		{Name: "SSLCTLFD", Value: strconv.Itoa(protocol.ProgramFdCtl)},
+		{Name: "SSLREADFD", Value: strconv.Itoa(protocol.ProgramFdRead)},
+		{Name: "SSLWRITEFD", Value: strconv.Itoa(protocol.ProgramFdWrite)},
+	}
+}
+
+func programCred(o *Options) *syscall.Credential {
+	if o.UID == nil && o.GID == nil {
+		return nil
+	}
+	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}
+	if o.GID != nil {
+		c.Gid = *o.GID
+		c.Groups = []uint32{*o.GID}
+	}
+	if o.UID != nil {
+		c.Uid = *o.UID
+		if o.GID == nil {
+			c.Groups = []uint32{c.Gid}
+		}
+	}
+	return c
+}
+
+// localInfo and remoteInfo are the "ok" line's host:ip:port and
+// host:ip:info:port.
+func (ss *session) localInfo() string {
+	return fmt.Sprintf("%s:%s:%d", ss.ep.LocalHost, ss.ep.LocalIP, ss.ep.LocalPort)
+}
+
+func (ss *session) remoteInfo() string {
+	return fmt.Sprintf("%s:%s:%s:%d", ss.ep.RemoteHost, ss.ep.RemoteIP, ss.ep.RemoteInfo, ss.ep.RemotePort)
+}
+
+// awaitHandshake waits for the worker's first report (bounded by the
+// handshake deadline and a margin).
+func (ss *session) awaitHandshake() ([]env.Var, bool) {
+	ss.sup.SetReadDeadline(time.Now().Add(ss.srv.opt.Handshake + 5*time.Second))
+	defer ss.sup.SetReadDeadline(time.Time{})
+	m, _, err := ss.sup.Recv()
+	if err != nil {
+		return nil, false
+	}
+	if !ss.handle(m) {
+		return nil, false
+	}
+	done, ok := m.(*protocol.HandshakeDone)
+	if !ok {
+		return nil, false
+	}
+	vars, err := protocol.DecodeBlock(done.Block)
+	if err != nil {
+		return nil, false
+	}
+	return fromProtocol(vars), true
+}
+
+func fromProtocol(vars []protocol.Var) []env.Var {
+	out := make([]env.Var, len(vars))
+	for i, v := range vars {
+		out[i] = env.Var{Name: v.Name, Value: v.Value}
+	}
+	return out
+}
+
+// readWorker logs what the worker reports until it hangs up.
+func (ss *session) readWorker() {
+	for {
+		m, _, err := ss.sup.Recv()
+		if err != nil || !ss.handle(m) {
+			return
+		}
+	}
+}
+
+// handle logs one worker report; false means stop listening.
+func (ss *session) handle(m protocol.Message) bool {
+	switch m := m.(type) {
+	case *protocol.HandshakeDone:
+		ss.srv.log.TLS(ss.worker.Pid(), m.Protocol, m.Cipher)
+		return true
+	case *protocol.SessionFailed:
+		ss.mu.Lock()
+		ss.failed = m
+		ss.mu.Unlock()
+		ss.srv.log.Warning("dropping connection from %s, %s", ss.ep.RemoteIP, m.Reason)
+		return false
+	}
+	ss.srv.log.Warning("TLS worker %d sent message type %d out of turn", ss.worker.Pid(), m.Type())
+	ss.worker.Signal(syscall.SIGKILL)
+	return false
+}
+
+// finish reaps the worker and the program and logs the session's end.
+// When the program exits first, the worker is told, so it can flush and
+// stop; when the worker fails, the program is ended.
+func (ss *session) finish(prog Process) {
+	ss.mu.Lock()
+	ss.program = prog
+	killed := ss.killed
+	ss.mu.Unlock()
+	if killed {
+		ss.kill()
+	}
+	progDone, progGone := make(chan ExitState, 1), make(chan struct{})
+	if prog != nil {
+		go reap(prog, progDone, progGone)
+	} else {
+		ss.sup.Send(&protocol.ProgramExited{})
+	}
+	workerDone := make(chan ExitState, 1)
+	go reap(ss.worker, workerDone, nil)
+	ws, ps := ss.wait(prog, progDone, progGone, workerDone)
+	ss.sup.Close()
+	ss.logEnd(ws, ps, prog != nil)
+}
+
+// reap waits for p, sends its state on done and closes gone (if any).
+func reap(p Process, done chan<- ExitState, gone chan struct{}) {
+	done <- p.Wait()
+	if gone != nil {
+		close(gone)
+	}
+}
+
+func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan struct{}, workerDone chan ExitState) (ws, ps ExitState) {
+	gotWorker, gotProg := false, prog == nil
+	for !gotWorker || !gotProg {
+		select {
+		case ps = <-progDone:
+			gotProg = true
+			ss.sup.Send(&protocol.ProgramExited{})
+		case ws = <-workerDone:
+			gotWorker = true
+			if !gotProg && (ws.Code != 0 || ws.Signal != 0) {
+				go terminate(prog, progGone)
+			}
+		}
+	}
+	return ws, ps
+}
+
+// terminate sends SIGTERM, and SIGKILL if the program is still there
+// after termGrace.
+func terminate(p Process, gone <-chan struct{}) {
+	p.Signal(syscall.SIGTERM)
+	t := time.NewTimer(termGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		p.Signal(syscall.SIGKILL)
+	case <-gone:
+	}
+}
+
+// logEnd: the worker's failure code if it failed, else the program's
+// status; a worker that died without saying why is a temporary failure.
+func (ss *session) logEnd(ws, ps ExitState, ran bool) {
+	pid := ss.worker.Pid()
+	ss.mu.Lock()
+	failed := ss.failed
+	ss.mu.Unlock()
+	switch {
+	case ws.Signal != 0 || ws.Code != 0 && failed == nil:
+		ss.srv.log.Warning("TLS worker %d for %s ended with %s", pid, ss.ep.RemoteIP, describe(ws))
+		ss.srv.log.End(pid, "status", protocol.ExitTemp)
+	case ws.Code != 0:
+		ss.srv.log.End(pid, "status", ws.Code)
+	case !ran:
+		ss.srv.log.End(pid, "status", protocol.ExitTemp)
+	case ps.Signal != 0:
+		ss.srv.log.End(pid, "signal", ps.Signal)
+	default:
+		ss.srv.log.End(pid, "status", ps.Code)
+	}
+}
+
+// kill ends a session at shutdown: the program gets SIGTERM, the worker
+// SIGKILL.
+func (ss *session) kill() {
+	ss.mu.Lock()
+	ss.killed = true
+	prog, worker := ss.program, ss.worker
+	ss.mu.Unlock()
+	if prog != nil {
+		prog.Signal(syscall.SIGTERM)
+	}
+	if worker != nil {
+		worker.Signal(syscall.SIGKILL)
+	}
+}

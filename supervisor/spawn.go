@@ -1,0 +1,80 @@
+package supervisor
+
+import (
+	"os"
+	"syscall"
+)
+
+// Spawner starts the supervisor's children. The real one execs; tests of
+// the supervisor's bookkeeping substitute one that runs in-process.
+type Spawner interface {
+	Start(p *ProcSpec) (Process, error)
+}
+
+// ProcSpec is one child to start.
+type ProcSpec struct {
+	Path   string
+	Args   []string // Args[0] is argv[0]
+	Env    []string
+	Stdin  *os.File // nil: /dev/null
+	Stdout *os.File // nil: /dev/null
+	Extra  []*os.File
+	Cred   *syscall.Credential // nil: the supervisor's own ids
+}
+
+// Process is a started child.
+type Process interface {
+	Pid() int
+	Wait() ExitState
+	Signal(os.Signal) error
+}
+
+// ExitState is how a child ended: Signal is 0 when it exited with Code.
+type ExitState struct {
+	Code, Signal int
+}
+
+// ExecSpawner starts real processes.
+type ExecSpawner struct {
+	Stderr *os.File
+}
+
+func (e ExecSpawner) Start(p *ProcSpec) (Process, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	files := []*os.File{orNull(p.Stdin, null), orNull(p.Stdout, null), e.Stderr}
+	files = append(files, p.Extra...)
+	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: &syscall.SysProcAttr{Credential: p.Cred}}
+	proc, err := os.StartProcess(p.Path, p.Args, attr)
+	if err != nil {
+		return nil, err
+	}
+	return execProcess{proc}, nil
+}
+
+func orNull(f, null *os.File) *os.File {
+	if f == nil {
+		return null
+	}
+	return f
+}
+
+type execProcess struct{ p *os.Process }
+
+func (e execProcess) Pid() int                 { return e.p.Pid }
+func (e execProcess) Signal(s os.Signal) error { return e.p.Signal(s) }
+
+func (e execProcess) Wait() ExitState {
+	st, err := e.p.Wait()
+	if err != nil {
+		return ExitState{Code: 111}
+	}
+	ws := st.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return ExitState{Signal: int(ws.Signal())}
+	}
+	return ExitState{Code: ws.ExitStatus()}
+}

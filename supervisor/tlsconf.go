@@ -1,0 +1,217 @@
+package supervisor
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker/keys"
+)
+
+// tlsSetup is everything TLS that the supervisor resolves at start, as
+// numbers, DER and paths: workers and the key holder look nothing up.
+type tlsSetup struct {
+	certs      []protocol.Cert
+	leaves     []*x509.Certificate // by key index
+	keyPaths   []string            // by key index
+	suites     []uint16
+	uid, gid   uint32
+	root       string
+	ownRoot    bool // we made root and remove it at exit
+	passphrase []byte
+}
+
+// getenv is os.Getenv, or a test's map.
+type getenv func(string) string
+
+// loadTLS reads CERTFILE, KEYFILE, CERTCHAINFILE and the CERTFILE:name /
+// KEYFILE:name pairs of s6's SNI convention, CIPHERS, and the worker's
+// SSL_UID, SSL_GID and SSL_CHROOT.
+func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error) {
+	t := &tlsSetup{}
+	if get("CERTFILE") == "" {
+		return nil, fmt.Errorf("CERTFILE is not set")
+	}
+	if err := t.addCert("", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+		return nil, err
+	}
+	for _, name := range sniNames(environ) {
+		if err := t.addCert(name, get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+			return nil, err
+		}
+	}
+	suites, ignored, err := cipherSuites(get("CIPHERS"))
+	if err != nil {
+		return nil, err
+	}
+	t.suites = suites
+	if len(ignored) > 0 {
+		l.Info("CIPHERS: ignoring %s (not a TLS 1.2 suite Go offers; TLS 1.3 suites are always Go's)", strings.Join(ignored, ":"))
+	}
+	if get("DHFILE") != "" {
+		l.Info("DHFILE is ignored: Go's TLS uses only elliptic-curve key exchange")
+	}
+	if err := t.workerIDs(o, get); err != nil {
+		return nil, err
+	}
+	return t, t.workerRoot(get("SSL_CHROOT"))
+}
+
+// sniNames lists the names of CERTFILE:name variables, sorted.
+func sniNames(environ []string) []string {
+	var names []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, "CERTFILE:"); ok && name != "" {
+			names = append(names, strings.ToLower(name))
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
+	if certFile == "" {
+		return fmt.Errorf("CERTFILE:%s is empty", name)
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return fmt.Errorf("unable to read certificate: %w", err)
+	}
+	var chainPEM []byte
+	if chainFile != "" {
+		if chainPEM, err = os.ReadFile(chainFile); err != nil {
+			return fmt.Errorf("unable to read certificate chain: %w", err)
+		}
+	}
+	chain, err := keys.ParseChain(certPEM, chainPEM)
+	if err != nil {
+		return fmt.Errorf("%s: %w", certFile, err)
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return fmt.Errorf("%s: %w", certFile, err)
+	}
+	if keyFile == "" {
+		keyFile = certFile
+	}
+	t.certs = append(t.certs, protocol.Cert{Name: name, Chain: chain, Key: uint16(len(t.keyPaths))})
+	t.keyPaths = append(t.keyPaths, keyFile)
+	t.leaves = append(t.leaves, leaf)
+	return nil
+}
+
+// checkPublic compares the key holder's public keys with the leaves.
+func (t *tlsSetup) checkPublic(public [][]byte) error {
+	if len(public) != len(t.leaves) {
+		return fmt.Errorf("key holder loaded %d keys, want %d", len(public), len(t.leaves))
+	}
+	for i, leaf := range t.leaves {
+		if !bytes.Equal(public[i], leaf.RawSubjectPublicKeyInfo) {
+			return fmt.Errorf("private key %s does not match its certificate", t.keyPaths[i])
+		}
+	}
+	return nil
+}
+
+// workerIDs: SSL_UID/SSL_GID, else the program's -u/-g, else nobody's.
+// A TLS worker never runs as root.
+func (t *tlsSetup) workerIDs(o *Options, get getenv) error {
+	uid, err := pickID("SSL_UID", get("SSL_UID"), o.UID, nobodyUID)
+	if err != nil {
+		return err
+	}
+	gid, err := pickID("SSL_GID", get("SSL_GID"), o.GID, nobodyGID)
+	if err != nil {
+		return err
+	}
+	if uid == 0 || gid == 0 {
+		return fmt.Errorf("TLS workers would run as root (uid %d gid %d): set SSL_UID and SSL_GID", uid, gid)
+	}
+	t.uid, t.gid = uid, gid
+	return nil
+}
+
+func pickID(name, v string, fallback *uint32, last func() (uint32, error)) (uint32, error) {
+	if v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q is not a numeric id", name, v)
+		}
+		return uint32(n), nil
+	}
+	if fallback != nil {
+		return *fallback, nil
+	}
+	return last()
+}
+
+func nobodyUID() (uint32, error) {
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return 0, fmt.Errorf("no SSL_UID and no user nobody: %w", err)
+	}
+	n, err := strconv.ParseUint(u.Uid, 10, 32)
+	return uint32(n), err
+}
+
+func nobodyGID() (uint32, error) {
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return 0, fmt.Errorf("no SSL_GID and no user nobody: %w", err)
+	}
+	n, err := strconv.ParseUint(u.Gid, 10, 32)
+	return uint32(n), err
+}
+
+// workerRoot checks SSL_CHROOT, or makes an empty directory. A root the
+// workers could write to would let one session leave files for another.
+func (t *tlsSetup) workerRoot(dir string) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "sslserver-root.")
+		if err != nil {
+			return fmt.Errorf("unable to make an empty root for TLS workers: %w", err)
+		}
+		if err := os.Chmod(d, 0o555); err != nil {
+			return err
+		}
+		t.root, t.ownRoot = d, true
+		return nil
+	}
+	if !strings.HasPrefix(dir, "/") || dir == "/" {
+		return fmt.Errorf("SSL_CHROOT=%q must be an absolute path other than /", dir)
+	}
+	return t.checkRoot(dir)
+}
+
+func (t *tlsSetup) checkRoot(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("SSL_CHROOT: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("SSL_CHROOT=%q is not a directory", dir)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("SSL_CHROOT=%q is writable by group or others", dir)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid == t.uid {
+		return fmt.Errorf("SSL_CHROOT=%q is owned by the TLS workers' uid %d", dir, t.uid)
+	}
+	t.root = dir
+	return nil
+}
+
+// cleanup removes the root we made.
+func (t *tlsSetup) cleanup() {
+	if t.ownRoot {
+		os.Remove(t.root)
+	}
+}

@@ -1,0 +1,210 @@
+package tlsworker
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker/keys"
+)
+
+// maxKeyFile bounds what the key holder reads of one key file.
+const maxKeyFile = 1 << 20
+
+// startupWait bounds the wait for the supervisor's Keys message.
+const startupWait = 30 * time.Second
+
+// KeyHolderMain is the key holder: it reads its keys from the files the
+// supervisor passed, confines itself, reports the public keys, and then
+// signs for each worker whose channel the supervisor hands over, at most
+// as many times as the supervisor allowed. It treats every worker as
+// hostile: a malformed request ends that worker's channel. It returns the
+// exit code.
+func KeyHolderMain() int {
+	f := os.NewFile(protocol.KeyHolderFdSupervisor, "supervisor")
+	sup, err := protocol.NewChannel(f)
+	if err != nil {
+		return fail("keyholder", err)
+	}
+	signers, err := loadKeys(sup)
+	if err != nil {
+		sup.Send(&protocol.KeysFailed{Reason: err.Error()})
+		return fail("keyholder", err)
+	}
+	return serveSupervisor(sup, signers)
+}
+
+func fail(who string, err error) int {
+	fmt.Fprintf(os.Stderr, "%s: fatal: %v\n", who, err)
+	return protocol.ExitTemp
+}
+
+func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
+	sup.SetReadDeadline(time.Now().Add(startupWait))
+	m, files, err := sup.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("waiting for keys: %w", err)
+	}
+	km, ok := m.(*protocol.Keys)
+	if !ok {
+		closeFiles(files)
+		return nil, fmt.Errorf("message type %d before the keys", m.Type())
+	}
+	signers, err := parseKeyFiles(files, km.Passphrase)
+	keys.Wipe(km.Passphrase)
+	if err != nil {
+		return nil, err
+	}
+	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, MaxFiles: uint64(km.MaxFiles)}
+	if err := Confine(jail); err != nil {
+		return nil, err
+	}
+	sup.SetReadDeadline(time.Time{})
+	return signers, sendPublic(sup, signers)
+}
+
+func parseKeyFiles(files []*os.File, pass []byte) ([]crypto.Signer, error) {
+	defer closeFiles(files)
+	var signers []crypto.Signer
+	for i, f := range files {
+		s, err := parseKeyFile(f, pass)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		signers = append(signers, s)
+	}
+	return signers, nil
+}
+
+func parseKeyFile(f *os.File, pass []byte) (crypto.Signer, error) {
+	pem, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	defer keys.Wipe(pem)
+	if err != nil {
+		return nil, err
+	}
+	if len(pem) > maxKeyFile {
+		return nil, fmt.Errorf("key file larger than %d bytes", maxKeyFile)
+	}
+	return keys.ParseKey(pem, pass)
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+func sendPublic(sup *protocol.Channel, signers []crypto.Signer) error {
+	var m protocol.KeysLoaded
+	for _, s := range signers {
+		der, err := x509.MarshalPKIXPublicKey(s.Public())
+		if err != nil {
+			return err
+		}
+		m.Public = append(m.Public, der)
+	}
+	return sup.Send(&m)
+}
+
+// serveSupervisor takes worker channels until the supervisor hangs up.
+func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
+	for {
+		m, files, err := sup.Recv()
+		if errors.Is(err, io.EOF) {
+			return protocol.ExitOK
+		}
+		if err != nil {
+			return fail("keyholder", err)
+		}
+		nw, ok := m.(*protocol.NewWorker)
+		if !ok {
+			closeFiles(files)
+			return fail("keyholder", fmt.Errorf("unexpected message type %d from supervisor", m.Type()))
+		}
+		ch, err := protocol.NewChannel(files[0])
+		if err != nil {
+			return fail("keyholder", err)
+		}
+		w := &workerClient{ch: ch, signers: signers, budget: int(nw.Signs), wait: time.Duration(nw.WaitMsec) * time.Millisecond}
+		go w.serve()
+	}
+}
+
+// workerClient is one worker's channel as the key holder sees it.
+type workerClient struct {
+	ch      *protocol.Channel
+	signers []crypto.Signer
+	budget  int
+	wait    time.Duration
+}
+
+func (w *workerClient) serve() {
+	defer w.ch.Close()
+	for ; w.budget > 0; w.budget-- {
+		w.ch.SetDeadline(time.Now().Add(w.wait))
+		m, _, err := w.ch.Recv()
+		if err != nil {
+			return
+		}
+		req, ok := m.(*protocol.SignRequest)
+		if !ok {
+			w.refuse(fmt.Sprintf("message type %d is not a sign request", m.Type()))
+			return
+		}
+		sig, err := w.sign(req)
+		if err != nil {
+			w.refuse(err.Error())
+			return
+		}
+		if w.ch.Send(&protocol.Signature{Sig: sig}) != nil {
+			return
+		}
+	}
+	w.refuse("no more signatures for this session")
+}
+
+func (w *workerClient) refuse(reason string) {
+	w.ch.Send(&protocol.SignRefused{Reason: reason})
+}
+
+func (w *workerClient) sign(req *protocol.SignRequest) ([]byte, error) {
+	if int(req.Key) >= len(w.signers) {
+		return nil, fmt.Errorf("no key %d", req.Key)
+	}
+	s := w.signers[req.Key]
+	if err := fits(s, req); err != nil {
+		return nil, err
+	}
+	return s.Sign(rand.Reader, req.Digest, signOpts(req))
+}
+
+// fits refuses requests whose shape doesn't belong to the key's type, so
+// a worker cannot, say, ask an RSA key for an Ed25519-style raw message.
+func fits(s crypto.Signer, req *protocol.SignRequest) error {
+	switch s.(type) {
+	case *rsa.PrivateKey:
+		if req.Hash == 0 {
+			return errors.New("RSA key asked to sign without a hash")
+		}
+	case *ecdsa.PrivateKey:
+		if req.Hash == 0 || req.PSS {
+			return errors.New("ECDSA key asked for an RSA or Ed25519 signature")
+		}
+	case ed25519.PrivateKey:
+		if req.Hash != 0 {
+			return errors.New("Ed25519 key asked to sign a digest")
+		}
+	default:
+		return fmt.Errorf("unsupported key type %T", s)
+	}
+	return nil
+}
