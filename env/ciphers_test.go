@@ -3,6 +3,7 @@ package env
 import (
 	"crypto/tls"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,4 +72,21 @@ func TestUnknownCipherSuite(t *testing.T) {
 	expect(t, got, "SSL_CIPHER", tls.CipherSuiteName(0xfefe))
 	expect(t, got, "SSL_CIPHER_USEKEYSIZE", "")
 	expect(t, got, "SSL_CIPHER_ALGKEYSIZE", "")
+}
+
+// TestCipherSuiteID covers cipherid.go (added to this package by another
+// engineer for reading CIPHERS): OpenSSL names of secure TLS 1.2 suites
+// only.
+func TestCipherSuiteID(t *testing.T) {
+	for _, s := range tls.CipherSuites() {
+		id, ok := CipherSuiteID(cipherSuites[s.ID].name)
+		if is12 := slices.Contains(s.SupportedVersions, tls.VersionTLS12); ok != is12 || ok && id != s.ID {
+			t.Errorf("CipherSuiteID(%q) = %#04x, %v; suite %#04x, TLS 1.2: %v", cipherSuites[s.ID].name, id, ok, s.ID, is12)
+		}
+	}
+	for _, name := range []string{"RC4-SHA", "AES128-SHA", "TLS_AES_128_GCM_SHA256", "", "ecdhe-rsa-aes128-gcm-sha256"} {
+		if id, ok := CipherSuiteID(name); ok {
+			t.Errorf("CipherSuiteID(%q) = %#04x, want none", name, id)
+		}
+	}
 }

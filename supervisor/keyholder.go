@@ -37,7 +37,7 @@ func (k *keyHolder) start() error {
 	if err != nil {
 		return err
 	}
-	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Extra: []*os.File{theirs}})
+	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Env: confinedEnv, Extra: []*os.File{theirs}})
 	theirs.Close()
 	if err != nil {
 		ours.Close()

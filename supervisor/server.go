@@ -10,6 +10,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker/keys"
@@ -59,6 +62,12 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		return protocol.ExitUsage
 	}
 	log := NewLog(stderr, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	// Descriptors inherited from whoever started us must not reach a
+	// worker, the key holder or a program.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		log.Fatal("unable to mark inherited descriptors close-on-exec: %v", err)
+		return protocol.ExitTemp
+	}
 	s, ln, err := setup(opt, log, sp)
 	if err != nil {
 		log.Fatal("%v", err)

@@ -91,6 +91,9 @@ func (f *sessionFiles) program(delayed bool) (in, out *os.File, extra []*os.File
 
 func (ss *session) run() {
 	ss.ep = endpoints(ss.conn)
+	if n := ss.srv.opt.LocalName; n != "0" {
+		ss.ep.LocalHost = n // -l; without it the lookup comes with the DNS work
+	}
 	ss.setNoDelay()
 	if err := ss.f.open(ss.conn); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
@@ -121,7 +124,7 @@ func endpoints(c *net.TCPConn) env.Endpoints {
 // holder and sends its configuration.
 func (ss *session) startWorker() error {
 	s := ss.srv
-	p, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Extra: ss.f.worker()})
+	p, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv, Extra: ss.f.worker()})
 	closeFiles([]*os.File{ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
 	ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil, nil
 	if err != nil {
@@ -179,8 +182,8 @@ func (ss *session) startProgram() Process {
 func (ss *session) exec(tlsVars []env.Var) Process {
 	o, s := ss.srv.opt, ss.srv
 	in, out, extra := ss.f.program(o.Delayed)
-	vars := append(tlsVars, fdVars()...)
-	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, vars, nil)
+	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, nil)
+	environ = env.Set(environ, fdVars()...) // the fd map has the last word
 	p, err := s.spawn.Start(&ProcSpec{Path: lookPath(o.Program[0]), Args: o.Program, Env: environ,
 		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})
 	if err != nil {

@@ -34,6 +34,12 @@ type ExitState struct {
 	Code, Signal int
 }
 
+// confinedEnv is the whole environment of a worker or the key holder. The
+// Go runtime would otherwise keep the cgroup CPU files open for the
+// life of the process to track GOMAXPROCS, and a confined process opens
+// nothing.
+var confinedEnv = []string{"GODEBUG=containermaxprocs=0,updatemaxprocs=0"}
+
 // ExecSpawner starts real processes.
 type ExecSpawner struct {
 	Stderr *os.File

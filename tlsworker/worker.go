@@ -232,7 +232,7 @@ func (w *worker) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("handshake not done within %v", time.Duration(w.cfg.HandshakeMsec)*time.Millisecond)
 		}
-		return nil, failf(protocol.ExitTemp, "%v", err)
+		return nil, failf(protocol.ExitTemp, "unable to accept TLS: %v", err)
 	}
 	return conn, nil
 }

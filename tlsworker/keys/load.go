@@ -64,7 +64,7 @@ func readFile(name string) ([]byte, error) {
 	switch {
 	case n == len(buf):
 		Wipe(buf)
-		return nil, fmt.Errorf("keys: %q: more than %d bytes, or it grew while being read", name, size)
+		return nil, fmt.Errorf("keys: %q: %w: more than %d bytes, or it grew while being read", name, ErrTooLarge, size)
 	case err != nil && err != io.ErrUnexpectedEOF && err != io.EOF:
 		Wipe(buf)
 		return nil, fmt.Errorf("keys: reading %q: %w", name, err)
@@ -83,7 +83,7 @@ func bufferSize(f *os.File) (int, error) {
 		return MaxFileSize, nil
 	}
 	if fi.Size() > MaxFileSize {
-		return 0, fmt.Errorf("%d bytes, more than %d", fi.Size(), MaxFileSize)
+		return 0, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, fi.Size(), MaxFileSize)
 	}
 	return int(fi.Size()), nil
 }

@@ -44,29 +44,28 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.Truncate(big, MaxFileSize+1); err != nil {
 		t.Fatal(err)
 	}
+	// LoadChain reads both files before it parses either.
+	small := filepath.Join(dir, "small.pem")
+	if err := os.WriteFile(small, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(dir, "missing.pem")
-	for name, err := range map[string]error{
-		"key too big":     second(LoadKey(big, nil)),
-		"chain too big":   second(LoadChain(certFile(t), big)),
-		"missing key":     second(LoadKey(missing, nil)),
-		"missing cert":    second(LoadChain(missing, "")),
-		"key a directory": second(LoadKey(dir, nil)),
+	for name, tt := range map[string]struct{ got, want error }{
+		"key too big":     {second(LoadKey(big, nil)), ErrTooLarge},
+		"cert too big":    {second(LoadChain(big, "")), ErrTooLarge},
+		"chain too big":   {second(LoadChain(small, big)), ErrTooLarge},
+		"missing key":     {second(LoadKey(missing, nil)), os.ErrNotExist},
+		"missing cert":    {second(LoadChain(missing, "")), os.ErrNotExist},
+		"key a directory": {second(LoadKey(dir, nil)), syscall.EISDIR},
 	} {
-		if err == nil {
-			t.Errorf("%s: no error", name)
+		if !errors.Is(tt.got, tt.want) {
+			t.Errorf("%s: got %v, want %v", name, tt.got, tt.want)
 		}
 	}
 	_, err := LoadKey(missing, nil)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing key: error %v does not name the file", err)
 	}
-}
-
-// certFile is a good certificate file, so LoadChain reaches the chain
-// file.
-func certFile(t *testing.T) string {
-	t.Helper()
-	return filepath.Join(makeCA(t), "leaf.pem")
 }
 
 func second[T any](_ T, err error) error { return err }

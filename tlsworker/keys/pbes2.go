@@ -35,10 +35,10 @@ type pbkdf2Params struct {
 }
 
 var (
-	oidPBES2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
-	oidPBKDF2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
-	oidScrypt = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
-	oidSHA1   = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 7}
+	oidPBES2    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBKDF2   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidScrypt   = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
+	oidHMACSHA1 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 7}
 )
 
 // prfs are PBKDF2's pseudo-random functions; hmacWithSHA1 is the default
@@ -47,7 +47,7 @@ var prfs = []struct {
 	oid  asn1.ObjectIdentifier
 	hash func() hash.Hash
 }{
-	{oidSHA1, sha1.New},
+	{oidHMACSHA1, sha1.New},
 	{asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 8}, sha256.New224},
 	{asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}, sha256.New},
 	{asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 10}, sha512.New384},

@@ -17,6 +17,7 @@ var (
 	ErrUnsupported      = errors.New("unsupported")
 	ErrMismatch         = errors.New("private key does not match certificate")
 	ErrPassphraseLength = errors.New("passphrase too long")
+	ErrTooLarge         = errors.New("file too large")
 )
 
 var pemBegin = []byte("-----BEGIN ")
