@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker"
 	"github.com/ucspi-tls/sslserver/tlsworker/keys"
 )
 
@@ -43,6 +44,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	active   int
+	stopping bool
 	sessions map[*session]struct{}
 	slotFree *sync.Cond
 	wg       sync.WaitGroup
@@ -88,6 +90,9 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil, errors.New("must run as root to confine TLS workers")
+	}
+	if err := tlsworker.CanConfine(); err != nil {
+		return nil, nil, err
 	}
 	if err := programIDs(opt); err != nil {
 		return nil, nil, err
@@ -169,10 +174,9 @@ func (s *Server) serve(ln *net.TCPListener) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	go closeOnSignal(sigs, ln)
+	go s.stopOnSignal(sigs, ln)
 	s.log.Status(0, s.opt.MaxConn)
-	for {
-		s.waitSlot()
+	for s.waitSlot() {
 		c, err := ln.AcceptTCP()
 		if errors.Is(err, net.ErrClosed) {
 			break
@@ -187,19 +191,25 @@ func (s *Server) serve(ln *net.TCPListener) {
 	s.drain()
 }
 
-func closeOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {
+func (s *Server) stopOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {
 	<-sigs
 	ln.Close()
+	s.mu.Lock()
+	s.stopping = true
+	s.slotFree.Broadcast()
+	s.mu.Unlock()
 }
 
 // waitSlot blocks while -c sessions are running: accept waits at the
-// limit, leaving new clients in the kernel's backlog.
-func (s *Server) waitSlot() {
+// limit, leaving new clients in the kernel's backlog. It returns false
+// once the server is stopping.
+func (s *Server) waitSlot() bool {
 	s.mu.Lock()
-	for s.active >= s.opt.MaxConn {
+	defer s.mu.Unlock()
+	for s.active >= s.opt.MaxConn && !s.stopping {
 		s.slotFree.Wait()
 	}
-	s.mu.Unlock()
+	return !s.stopping
 }
 
 func (s *Server) startSession(c *net.TCPConn) {

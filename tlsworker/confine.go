@@ -70,6 +70,18 @@ func drop(j Jail) error {
 	return nil
 }
 
+// CanConfine reports whether this binary can confine a process: every
+// thread must get no_new_privs, which Go can do only in a binary built
+// without cgo. The supervisor asks at start rather than letting every
+// worker fail.
+func CanConfine() error {
+	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_GET_NO_NEW_PRIVS, 0, 0)
+	if e == syscall.ENOTSUP {
+		return errors.New("this binary was built with cgo and cannot confine its TLS workers: build it with CGO_ENABLED=0")
+	}
+	return nil
+}
+
 func setNoNewPrivs() error {
 	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0)
 	if e != 0 {

@@ -92,6 +92,8 @@ func TestParseChainErrors(t *testing.T) {
 		{"truncated leaf", leaf[:len(leaf)/2], nil, ErrMalformedPEM},
 		{"truncated leaf before its chain", concat(leaf[:len(leaf)-30], inter), nil, ErrMalformedPEM},
 		{"truncated middle of chain", leaf, concat(inter[:len(inter)/2], ca), ErrMalformedPEM},
+		{"truncated middle of chain at a line end", leaf, concat(cutAtLine(inter, len(inter)/2), ca), ErrMalformedPEM},
+		{"truncated leaf at a line end", concat(cutAtLine(leaf, len(leaf)/2), inter), nil, ErrMalformedPEM},
 		{"truncated end of chain", leaf, concat(inter, ca[:len(ca)-10]), ErrMalformedPEM},
 		{"bad DER", badDER, nil, nil},
 		{"bad DER in chain", leaf, badDER, nil},
@@ -194,4 +196,10 @@ func TestMatch(t *testing.T) {
 	if err := Match(Chain{[]byte{0x30, 0}}, leafKey); err == nil {
 		t.Errorf("bad leaf DER: accepted")
 	}
+}
+
+// cutAtLine is b cut after the last newline before n, as a file cut off
+// at a line end.
+func cutAtLine(b []byte, n int) []byte {
+	return bytes.Clone(b[:bytes.LastIndexByte(b[:n], '\n')+1])
 }

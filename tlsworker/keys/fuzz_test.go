@@ -8,12 +8,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
@@ -52,7 +50,7 @@ func TestFuzzSeeds(t *testing.T) {
 
 func fuzzParseKey(t *testing.T, keyPEM, pass []byte) {
 	if len(pass) == 0 {
-		pass = nil // the fuzzer cannot make nil; an empty one is also tested by the seeds' wrong passphrases
+		pass = nil // the fuzzer cannot make nil; TestParseKeyFormats tries an empty passphrase
 	}
 	orig := bytes.Clone(keyPEM)
 	s, err := keyDecoder{pass, fuzzIterations}.parse(keyPEM)
@@ -163,25 +161,7 @@ func encryptLegacy(f testing.TB, typ string, der, pass []byte) []byte {
 // encryptPBES2 writes der as a PKCS#8 EncryptedPrivateKeyInfo: PBES2 with
 // PBKDF2-HMAC-SHA256 and AES-128-CBC.
 func encryptPBES2(f testing.TB, der, pass []byte) []byte {
-	salt, iv := randomBytes(f, 8), randomBytes(f, 16)
-	const iterations = 10
-	key, err := pbkdf2.Key(sha256.New, string(pass), salt, iterations, 16)
-	if err != nil {
-		f.Fatal(err)
-	}
-	hmacSHA256 := asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
-	aes128CBC := asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}
-	kdf := pbkdf2Params{Salt: salt, Iterations: iterations,
-		PRF: pkix.AlgorithmIdentifier{Algorithm: hmacSHA256, Parameters: asn1.NullRawValue}}
-	params := pbes2Params{
-		KDF:    pkix.AlgorithmIdentifier{Algorithm: oidPBKDF2, Parameters: rawDER(f, kdf)},
-		Cipher: pkix.AlgorithmIdentifier{Algorithm: aes128CBC, Parameters: rawDER(f, iv)},
-	}
-	info := encryptedPrivateKeyInfo{
-		Algorithm: pkix.AlgorithmIdentifier{Algorithm: oidPBES2, Parameters: rawDER(f, params)},
-		Data:      encryptCBC(f, key, iv, der),
-	}
-	return pemBlock("ENCRYPTED PRIVATE KEY", nil, rawDER(f, info).FullBytes)
+	return pbes2Spec{}.encrypt(f, der, pass)
 }
 
 func rawDER(f testing.TB, v any) asn1.RawValue {

@@ -127,7 +127,7 @@ func decryptCBC(c cbcCipher, key, iv, data []byte) ([]byte, error) {
 // unpad is the length of plain without its PKCS#7 padding.
 func unpad(plain []byte, blockSize int) (int, bool) {
 	p := int(plain[len(plain)-1])
-	if p > blockSize {
+	if p == 0 || p > blockSize {
 		return 0, false
 	}
 	for _, b := range plain[len(plain)-p:] {

@@ -25,8 +25,9 @@ var pemBegin = []byte("-----BEGIN ")
 // pemBlocks decodes every PEM block in data. Text around blocks is allowed,
 // as OpenSSL allows it (openssl pkcs12 writes "Bag Attributes" lines), but
 // every "-----BEGIN " line must start a well-formed block. pem.Decode alone
-// would skip a broken block and carry on with the next one, so a truncated
-// certificate in the middle of a chain would silently vanish.
+// skips a BEGIN line that has no END and returns the next block, so a
+// certificate cut off at a line end in the middle of a chain would
+// silently vanish.
 func pemBlocks(data []byte) ([]*pem.Block, error) {
 	var blocks []*pem.Block
 	for {
