@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// vectorFile is a file of shared/testdata/tcprules, which sits next to the
+// module root (the first directory with a go.mod above the test's).
+func vectorFile(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "..", "shared", "testdata", "tcprules", name)
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// buildBinary builds this command into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), progName)
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type result struct {
+	code   int
+	stderr string
+}
+
+func runBinary(t *testing.T, bin string, stdin []byte, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("running %s: %v", bin, err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustNotExist(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is left behind (%v)", path, err)
+	}
+}
+
+func TestCompilesLikeFehcom(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cdb, tmp := filepath.Join(dir, "rules.cdb"), filepath.Join(dir, "rules.tmp")
+	if err := os.WriteFile(cdb, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runBinary(t, bin, readFile(t, vectorFile(t, "rules.txt")), cdb, tmp)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if !bytes.Equal(readFile(t, cdb), readFile(t, vectorFile(t, "rules.fehcom.cdb"))) {
+		t.Error("rules.cdb differs from the reference rules.fehcom.cdb")
+	}
+	mustNotExist(t, tmp)
+}
+
+func TestParseErrorKeepsOldCDB(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cdb, tmp := filepath.Join(dir, "rules.cdb"), filepath.Join(dir, "rules.tmp")
+	old := readFile(t, vectorFile(t, "rules.fehcom.cdb"))
+	if err := os.WriteFile(cdb, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runBinary(t, bin, []byte("# ok\n1.2.3.4:allow\n1.2.3.4:permit\n"), cdb, tmp)
+	if r.code != 100 {
+		t.Errorf("exit %d, want 100", r.code)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "sslrules: fatal: unable to parse line 3: ") || !strings.Contains(lines[0], `"1.2.3.4:permit"`) {
+		t.Errorf("stderr %q", r.stderr)
+	}
+	if !bytes.Equal(readFile(t, cdb), old) {
+		t.Error("rules.cdb was changed")
+	}
+	mustNotExist(t, tmp)
+}
+
+func TestUsage(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, args := range [][]string{{}, {a}, {a, b, "c"}, {"-x", a, b}, {"", b}} {
+		r := runBinary(t, bin, []byte(":allow\n"), args...)
+		if r.code != 100 || !strings.HasPrefix(r.stderr, "sslrules: usage: ") {
+			t.Errorf("args %q: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	mustNotExist(t, a)
+	mustNotExist(t, b)
+	if r := runBinary(t, bin, []byte(":allow\n"), "--", a, b); r.code != 0 {
+		t.Errorf("with --: exit %d, stderr %q", r.code, r.stderr)
+	}
+	mustNotExist(t, b)
+	if _, err := os.Stat(a); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestIOErrors(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cdbDir := filepath.Join(dir, "cdb-is-a-directory")
+	if err := os.Mkdir(cdbDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cdbDir, "keep"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "rules.tmp")
+	cases := []struct{ name, cdb, tmp string }{
+		{"temp file in a missing directory", filepath.Join(dir, "rules.cdb"), filepath.Join(dir, "missing", "rules.tmp")},
+		{"rename onto a non-empty directory", cdbDir, tmp},
+	}
+	for _, c := range cases {
+		r := runBinary(t, bin, []byte(":allow\n"), c.cdb, c.tmp)
+		if r.code != 111 || !strings.HasPrefix(r.stderr, "sslrules: fatal: ") {
+			t.Errorf("%s: exit %d, stderr %q", c.name, r.code, r.stderr)
+		}
+		mustNotExist(t, c.tmp)
+	}
+	mustNotExist(t, filepath.Join(dir, "rules.cdb"))
+}

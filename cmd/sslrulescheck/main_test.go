@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// vectorFile is a file of shared/testdata/tcprules, which sits next to the
+// module root (the first directory with a go.mod above the test's).
+func vectorFile(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "..", "shared", "testdata", "tcprules", name)
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// buildBinary builds this command into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), progName)
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runBinary runs bin with exactly the given environment.
+func runBinary(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("running %s: %v", bin, err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// expectedOutput is tcprulescheck's output for a lookups.tsv row: the
+// matched key as the reference printed it, each assignment, the verdict.
+func expectedOutput(key, verdict, env string) string {
+	var sb strings.Builder
+	if key == "default" {
+		sb.WriteString("default:\n")
+	} else {
+		sb.WriteString("rule " + key + ":\n")
+	}
+	for _, nv := range strings.Split(env, ";") {
+		if nv != "" {
+			sb.WriteString("set environment variable " + nv + "\n")
+		}
+	}
+	sb.WriteString(verdict + " connection\n")
+	return sb.String()
+}
+
+func TestLookupsTSV(t *testing.T) {
+	bin := buildBinary(t)
+	cdb := vectorFile(t, "rules.fehcom.cdb")
+	raw, err := os.ReadFile(vectorFile(t, "lookups.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		env := []string{"TCPREMOTEIP=" + f[0]}
+		if f[1] != "-" {
+			env = append(env, "TCPREMOTEHOST="+f[1])
+		}
+		if f[2] != "-" {
+			env = append(env, "TCPREMOTEINFO="+f[2])
+		}
+		r := runBinary(t, bin, env, cdb)
+		if want := expectedOutput(f[5], f[3], f[4]); r.code != 0 || r.stdout != want {
+			t.Errorf("row %q: exit %d, stdout %q, want %q (stderr %q)", line, r.code, r.stdout, want, r.stderr)
+		}
+	}
+}
+
+func TestSSLVariablesAreAFallback(t *testing.T) {
+	bin := buildBinary(t)
+	cdb := vectorFile(t, "rules.fehcom.cdb")
+	cases := []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"SSLREMOTEIP=18.23.0.32"}, "rule 18.23.0.32:\ndeny connection\n"},
+		{[]string{"SSLREMOTEIP=127.0.0.1", "SSLREMOTEINFO=joe"}, "rule joe@127.0.0.1:\nset environment variable IDENT=joe\nallow connection\n"},
+		{[]string{"TCPREMOTEIP=18.23.0.32", "SSLREMOTEIP=8.8.8.8"}, "rule 18.23.0.32:\ndeny connection\n"},
+		{[]string{"TCPREMOTEIP=", "SSLREMOTEIP=8.8.8.8", "SSLREMOTEHOST=foo.org"}, "rule =:\nset environment variable HASNAME=1\nallow connection\n"},
+	}
+	for _, c := range cases {
+		if r := runBinary(t, bin, c.env, cdb); r.code != 0 || r.stdout != c.want {
+			t.Errorf("env %q: exit %d, stdout %q, want %q", c.env, r.code, r.stdout, c.want)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.cdb")
+	if err := os.WriteFile(junk, []byte("short"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cdb := vectorFile(t, "rules.fehcom.cdb")
+	ip := []string{"TCPREMOTEIP=1.2.3.4"}
+	cases := []struct {
+		name   string
+		env    []string
+		args   []string
+		code   int
+		prefix string
+	}{
+		{"no argument", ip, nil, 100, "sslrulescheck: usage: "},
+		{"two arguments", ip, []string{cdb, cdb}, 100, "sslrulescheck: usage: "},
+		{"no remote IP", nil, []string{cdb}, 100, "sslrulescheck: fatal: "},
+		{"bad remote IP", []string{"TCPREMOTEIP=1.2.3"}, []string{cdb}, 100, "sslrulescheck: fatal: "},
+		{"missing cdb", ip, []string{filepath.Join(dir, "missing.cdb")}, 111, "sslrulescheck: fatal: unable to read: "},
+		{"malformed cdb", ip, []string{junk}, 111, "sslrulescheck: fatal: unable to read: "},
+	}
+	for _, c := range cases {
+		r := runBinary(t, bin, c.env, c.args...)
+		if r.code != c.code || r.stdout != "" || !strings.HasPrefix(r.stderr, c.prefix) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := runBinary(t, bin, ip, "--", cdb); r.code != 0 || r.stdout != "default:\nset environment variable DEFAULT=1\nallow connection\n" {
+		t.Errorf("with --: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
