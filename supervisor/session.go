@@ -25,6 +25,8 @@ type session struct {
 	f    sessionFiles
 	sup  *protocol.Channel
 
+	ruleEnv []env.Var // from -x or -y
+
 	mu      sync.Mutex
 	worker  Process
 	program Process
@@ -95,6 +97,18 @@ func (ss *session) run() {
 		ss.ep.LocalHost = n // -l; without it the lookup comes with the DNS work
 	}
 	ss.setNoDelay()
+	v, err := ss.srv.checkRules(ss.ep)
+	if err != nil {
+		ss.srv.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
+		ss.conn.Close()
+		return
+	}
+	if v.deny {
+		ss.srv.log.Deny(0, ss.localInfo(), ss.remoteInfo())
+		ss.conn.Close()
+		return
+	}
+	ss.ruleEnv = v.env
 	if err := ss.f.open(ss.conn); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
 		ss.conn.Close()
@@ -182,7 +196,7 @@ func (ss *session) startProgram() Process {
 func (ss *session) exec(tlsVars []env.Var) Process {
 	o, s := ss.srv.opt, ss.srv
 	in, out, extra := ss.f.program(o.Delayed)
-	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, nil)
+	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, ss.ruleEnv)
 	environ = env.Set(environ, fdVars()...) // the fd map has the last word
 	p, err := s.spawn.Start(&ProcSpec{Path: lookPath(o.Program[0]), Args: o.Program, Env: environ,
 		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})

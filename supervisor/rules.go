@@ -1,0 +1,51 @@
+package supervisor
+
+import (
+	"errors"
+	"io/fs"
+
+	"github.com/ucspi-tls/sslserver/acl"
+	"github.com/ucspi-tls/sslserver/env"
+)
+
+// verdict is what the rules say of one client.
+type verdict struct {
+	deny bool
+	env  []env.Var
+}
+
+// checkRules applies -y (IP only, before any lookup; a match decides)
+// and then -x. Each cdb is opened for this connection, so replacing it
+// with rename takes effect at once. An unreadable or malformed cdb is an
+// error: the connection is dropped, except that -X lets a missing -x cdb
+// allow.
+func (s *Server) checkRules(ep env.Endpoints) (verdict, error) {
+	if s.opt.IPRules != "" {
+		v, err := acl.Check(s.opt.IPRules, acl.Query{IP: ep.RemoteIP})
+		if err != nil {
+			return verdict{}, err
+		}
+		if v.Matched {
+			return toVerdict(v), nil
+		}
+	}
+	if s.opt.Rules == "" {
+		return verdict{}, nil
+	}
+	v, err := acl.Check(s.opt.Rules, acl.Query{IP: ep.RemoteIP, Host: ep.RemoteHost, Info: ep.RemoteInfo})
+	if errors.Is(err, fs.ErrNotExist) && s.opt.RulesMissing {
+		return verdict{}, nil
+	}
+	if err != nil {
+		return verdict{}, err
+	}
+	return toVerdict(v), nil
+}
+
+func toVerdict(v acl.Verdict) verdict {
+	out := verdict{deny: v.Deny}
+	for _, e := range v.Env {
+		out.env = append(out.env, env.Var{Name: e.Name, Value: e.Value})
+	}
+	return out
+}
