@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -44,6 +45,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	active   int
+	perIP    perIP
 	stopping bool
 	sessions map[*session]struct{}
 	slotFree *sync.Cond
@@ -102,6 +104,10 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("unable to find my own binary: %w", err)
 	}
 	s := &Server{opt: opt, log: log, spawn: sp, exe: exe, sessions: map[*session]struct{}{}}
+	s.perIP.count = map[netip.Addr]int{}
+	if s.perIP.limit, err = parseMaxConIP(os.Getenv("MAXCONIP")); err != nil {
+		return nil, nil, err
+	}
 	s.slotFree = sync.NewCond(&s.mu)
 	s.kh = &keyHolder{srv: s, stop: make(chan struct{})}
 	if s.tls, err = loadTLS(opt, os.Getenv, os.Environ(), log); err != nil {

@@ -109,6 +109,12 @@ func (ss *session) run() {
 		return
 	}
 	ss.ruleEnv = v.env
+	if limit := ss.srv.perIP.limitFor(v.env); !ss.srv.admitIP(ss.ep.RemoteIP, limit) {
+		ss.srv.log.Warning("dropping connection from %s, per-IP limit of %d reached", ss.ep.RemoteIP, limit)
+		ss.conn.Close()
+		return
+	}
+	defer ss.srv.releaseIP(ss.ep.RemoteIP)
 	if err := ss.f.open(ss.conn); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
 		ss.conn.Close()
