@@ -25,7 +25,8 @@ type session struct {
 	f    sessionFiles
 	sup  *protocol.Channel
 
-	ruleEnv []env.Var // from -x or -y
+	ruleEnv []env.Var     // from -x or -y
+	reading chan struct{} // closed when readWorker stops; nil if it never ran
 
 	mu      sync.Mutex
 	worker  Process
@@ -195,6 +196,7 @@ func (ss *session) startProgram() Process {
 		}
 		tlsVars = vars
 	}
+	ss.reading = make(chan struct{})
 	go ss.readWorker()
 	return ss.exec(tlsVars)
 }
@@ -283,6 +285,7 @@ func fromProtocol(vars []protocol.Var) []env.Var {
 
 // readWorker logs what the worker reports until it hangs up.
 func (ss *session) readWorker() {
+	defer close(ss.reading)
 	for {
 		m, _, err := ss.sup.Recv()
 		if err != nil || !ss.handle(m) {
@@ -329,6 +332,9 @@ func (ss *session) finish(prog Process) {
 	workerDone := make(chan ExitState, 1)
 	go reap(ss.worker, workerDone, nil)
 	ws, ps := ss.wait(prog, progDone, progGone, workerDone)
+	if ss.reading != nil {
+		<-ss.reading // the worker is gone, so its last report is already queued
+	}
 	ss.sup.Close()
 	ss.logEnd(ws, ps, prog != nil)
 }
