@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,6 +82,10 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 	p := make([]byte, MaxMsg+1)
 	oob := make([]byte, unix.CmsgSpace(MaxKeyFiles*4))
 	n, oobn, flags, _, err := ch.c.ReadMsgUnix(p, oob)
+	if errors.Is(err, syscall.ECONNRESET) {
+		// The peer closed with our last message unread: a hangup.
+		return nil, nil, io.EOF
+	}
 	if err != nil {
 		return nil, nil, err
 	}

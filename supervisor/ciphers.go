@@ -8,7 +8,7 @@ import (
 
 // cipherSuites reads CIPHERS, an OpenSSL cipher list. Go's TLS has no
 // cipher-string language, so only the names of secure TLS 1.2 suites are
-// honoured, in the order given; every other word (HIGH, !aNULL, a TLS
+// honoured (Go orders them itself); every other word (HIGH, !aNULL, a TLS
 // 1.3 suite, a weak suite) is returned as ignored. When nothing is
 // left, Go's own defaults apply (nil).
 func cipherSuites(spec string) (ids []uint16, ignored []string, err error) {

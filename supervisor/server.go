@@ -117,6 +117,13 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		s.tls.cleanup()
 		return nil, nil, err
 	}
+	if _, err := protocol.Decode(protocol.Encode(s.workerConfig())); err != nil {
+		s.tls.cleanup()
+		return nil, nil, fmt.Errorf("TLS settings a worker would refuse: %w", err)
+	}
+	if opt.UID != nil && *opt.UID == s.tls.uid {
+		log.Warning("TLS workers share the program's uid %d and could trace its processes: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
+	}
 	s.environ = programBase(os.Environ())
 	ln, err := Listen(opt)
 	if err != nil {
@@ -124,6 +131,17 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("unable to bind: %w", err)
 	}
 	return s, ln, nil
+}
+
+// keyWait is how long the key holder waits for a worker's sign request:
+// under -N the handshake starts at once; under -n it starts whenever the
+// program says so, and the wait is bounded only by the worker's life
+// (0), which the session bounds.
+func (s *Server) keyWait() time.Duration {
+	if s.opt.Delayed {
+		return 0
+	}
+	return s.opt.Handshake + 10*time.Second
 }
 
 // programIDs applies -U: the program's ids from $UID and $GID.

@@ -1,10 +1,13 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,8 +28,9 @@ type session struct {
 	f    sessionFiles
 	sup  *protocol.Channel
 
-	ruleEnv []env.Var     // from -x or -y
-	reading chan struct{} // closed when readWorker stops; nil if it never ran
+	ruleEnv   []env.Var     // from -x or -y
+	reading   chan struct{} // closed when readWorker stops; nil if it never ran
+	handshook bool          // the worker reported its handshake (only once)
 
 	mu      sync.Mutex
 	worker  Process
@@ -98,24 +102,12 @@ func (ss *session) run() {
 		ss.ep.LocalHost = n // -l; without it the lookup comes with the DNS work
 	}
 	ss.setNoDelay()
-	v, err := ss.srv.checkRules(ss.ep)
-	if err != nil {
-		ss.srv.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
-		ss.conn.Close()
-		return
-	}
-	if v.deny {
-		ss.srv.log.Deny(0, ss.localInfo(), ss.remoteInfo())
-		ss.conn.Close()
-		return
-	}
-	ss.ruleEnv = v.env
-	if limit := ss.srv.perIP.limitFor(v.env); !ss.srv.admitIP(ss.ep.RemoteIP, limit) {
-		ss.srv.log.Warning("dropping connection from %s, per-IP limit of %d reached", ss.ep.RemoteIP, limit)
+	if !ss.admit() {
 		ss.conn.Close()
 		return
 	}
 	defer ss.srv.releaseIP(ss.ep.RemoteIP)
+	ss.writeBanner()
 	if err := ss.f.open(ss.conn); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
 		ss.conn.Close()
@@ -125,10 +117,53 @@ func (ss *session) run() {
 	if err := ss.startWorker(); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, unable to start TLS worker: %v", ss.ep.RemoteIP, err)
 		ss.f.closeAll()
+		ss.abandonWorker()
 		return
 	}
 	ss.srv.log.Pid(ss.worker.Pid(), ss.ep.RemoteIP.String())
 	ss.finish(ss.startProgram())
+}
+
+// admit applies the rules and the per-IP limit; false drops the client.
+func (ss *session) admit() bool {
+	v, err := ss.srv.checkRules(ss.ep)
+	if err != nil {
+		ss.srv.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
+		return false
+	}
+	if v.deny {
+		ss.srv.log.Deny(0, ss.localInfo(), ss.remoteInfo())
+		return false
+	}
+	ss.ruleEnv = v.env
+	if limit := ss.srv.perIP.limitFor(v.env); !ss.srv.admitIP(ss.ep.RemoteIP, limit) {
+		ss.srv.log.Warning("dropping connection from %s, per-IP limit of %d reached", ss.ep.RemoteIP, limit)
+		return false
+	}
+	return true
+}
+
+// writeBanner sends -B in plaintext under -n, before anything else; under
+// -N the worker sends it over TLS.
+func (ss *session) writeBanner() {
+	o := ss.srv.opt
+	if !o.Delayed || o.Banner == "" {
+		return
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(o.Handshake))
+	ss.conn.Write([]byte(o.Banner))
+	ss.conn.SetWriteDeadline(time.Time{})
+}
+
+// abandonWorker kills and reaps a worker whose session could not start.
+func (ss *session) abandonWorker() {
+	if ss.sup != nil {
+		ss.sup.Close()
+	}
+	if ss.worker != nil {
+		ss.worker.Signal(syscall.SIGKILL)
+		ss.worker.Wait()
+	}
 }
 
 func (ss *session) setNoDelay() {
@@ -156,17 +191,19 @@ func (ss *session) startWorker() error {
 		return err
 	}
 	ss.f.supS = nil
-	err = s.kh.attach(ss.f.keyK, s.opt.Handshake+s.opt.Idle)
+	err = s.kh.attach(ss.f.keyK, s.keyWait())
 	ss.f.keyK.Close()
 	ss.f.keyK = nil
 	if err != nil {
 		return err
 	}
-	return ss.sup.Send(ss.config())
+	return ss.sup.Send(s.workerConfig())
 }
 
-func (ss *session) config() *protocol.WorkerConfig {
-	o, t := ss.srv.opt, ss.srv.tls
+// workerConfig is what every worker is told; setup checks once that it
+// passes the worker's own decoder, so no session fails on it.
+func (s *Server) workerConfig() *protocol.WorkerConfig {
+	o, t := s.opt, s.tls
 	c := &protocol.WorkerConfig{
 		UID: t.uid, GID: t.gid, Root: t.root, Delayed: o.Delayed, SSLEnv: o.SSLEnv,
 		HandshakeMsec: uint32(o.Handshake / time.Millisecond), IdleMsec: uint32(o.Idle / time.Millisecond),
@@ -184,10 +221,6 @@ func (ss *session) config() *protocol.WorkerConfig {
 func (ss *session) startProgram() Process {
 	o := ss.srv.opt
 	defer ss.f.closeAll()
-	if o.Delayed && o.Banner != "" {
-		ss.f.conn.SetWriteDeadline(time.Now().Add(o.Handshake))
-		ss.f.conn.Write([]byte(o.Banner))
-	}
 	var tlsVars []env.Var
 	if !o.Delayed && o.SSLEnv {
 		vars, ok := ss.awaitHandshake()
@@ -272,13 +305,18 @@ func (ss *session) awaitHandshake() ([]env.Var, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return fromProtocol(vars), true
+	return sslVars(vars), true
 }
 
-func fromProtocol(vars []protocol.Var) []env.Var {
-	out := make([]env.Var, len(vars))
-	for i, v := range vars {
-		out[i] = env.Var{Name: v.Name, Value: v.Value}
+// sslVars keeps only the SSL_* names of a worker's block: a worker is
+// untrusted, and must not be able to set RELAYCLIENT, LD_PRELOAD or
+// TCPREMOTEIP in the program's environment.
+func sslVars(vars []protocol.Var) []env.Var {
+	var out []env.Var
+	for _, v := range vars {
+		if strings.HasPrefix(v.Name, "SSL_") {
+			out = append(out, env.Var{Name: v.Name, Value: v.Value})
+		}
 	}
 	return out
 }
@@ -288,16 +326,30 @@ func (ss *session) readWorker() {
 	defer close(ss.reading)
 	for {
 		m, _, err := ss.sup.Recv()
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			ss.outOfTurn(err.Error())
+		}
 		if err != nil || !ss.handle(m) {
 			return
 		}
 	}
 }
 
+// outOfTurn ends a session whose worker broke the protocol.
+func (ss *session) outOfTurn(what string) {
+	ss.srv.log.Warning("TLS worker %d broke the protocol: %s", ss.worker.Pid(), what)
+	ss.worker.Signal(syscall.SIGKILL)
+}
+
 // handle logs one worker report; false means stop listening.
 func (ss *session) handle(m protocol.Message) bool {
 	switch m := m.(type) {
 	case *protocol.HandshakeDone:
+		if ss.handshook {
+			ss.outOfTurn("a second handshake report")
+			return false
+		}
+		ss.handshook = true
 		ss.srv.log.TLS(ss.worker.Pid(), m.Protocol, m.Cipher)
 		return true
 	case *protocol.SessionFailed:
@@ -307,8 +359,7 @@ func (ss *session) handle(m protocol.Message) bool {
 		ss.srv.log.Warning("dropping connection from %s, %s", ss.ep.RemoteIP, m.Reason)
 		return false
 	}
-	ss.srv.log.Warning("TLS worker %d sent message type %d out of turn", ss.worker.Pid(), m.Type())
-	ss.worker.Signal(syscall.SIGKILL)
+	ss.outOfTurn(fmt.Sprintf("message type %d out of turn", m.Type()))
 	return false
 }
 
@@ -408,6 +459,7 @@ func (ss *session) kill() {
 	ss.mu.Unlock()
 	if prog != nil {
 		prog.Signal(syscall.SIGTERM)
+		time.AfterFunc(termGrace, func() { prog.Signal(syscall.SIGKILL) })
 	}
 	if worker != nil {
 		worker.Signal(syscall.SIGKILL)

@@ -43,7 +43,7 @@ func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error
 		return nil, err
 	}
 	for _, name := range sniNames(environ) {
-		if err := t.addCert(name, get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
 			return nil, err
 		}
 	}
@@ -64,13 +64,13 @@ func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error
 	return t, t.workerRoot(get("SSL_CHROOT"))
 }
 
-// sniNames lists the names of CERTFILE:name variables, sorted.
+// sniNames lists the names of CERTFILE:name variables as written, sorted.
 func sniNames(environ []string) []string {
 	var names []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
 		if name, ok := strings.CutPrefix(k, "CERTFILE:"); ok && name != "" {
-			names = append(names, strings.ToLower(name))
+			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
@@ -204,6 +204,9 @@ func (t *tlsSetup) checkRoot(dir string) error {
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid == t.uid {
 		return fmt.Errorf("SSL_CHROOT=%q is owned by the TLS workers' uid %d", dir, t.uid)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+		return fmt.Errorf("SSL_CHROOT=%q must be an empty directory", dir)
 	}
 	t.root = dir
 	return nil

@@ -59,13 +59,16 @@ func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
 		closeFiles(files)
 		return nil, fmt.Errorf("message type %d before the keys", m.Type())
 	}
+	// Confine first: the key files are already open, and their contents
+	// are parsed with no privilege left to lose.
+	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, MaxFiles: uint64(km.MaxFiles)}
+	if err := Confine(jail); err != nil {
+		closeFiles(files)
+		return nil, err
+	}
 	signers, err := parseKeyFiles(files, km.Passphrase)
 	keys.Wipe(km.Passphrase)
 	if err != nil {
-		return nil, err
-	}
-	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, MaxFiles: uint64(km.MaxFiles)}
-	if err := Confine(jail); err != nil {
 		return nil, err
 	}
 	sup.SetReadDeadline(time.Time{})
@@ -149,12 +152,17 @@ type workerClient struct {
 
 func (w *workerClient) serve() {
 	defer w.ch.Close()
-	for ; w.budget > 0; w.budget-- {
-		w.ch.SetDeadline(time.Now().Add(w.wait))
+	for {
+		w.setDeadline()
 		m, _, err := w.ch.Recv()
 		if err != nil {
 			return
 		}
+		if w.budget == 0 {
+			w.refuse("no more signatures for this session")
+			return
+		}
+		w.budget--
 		req, ok := m.(*protocol.SignRequest)
 		if !ok {
 			w.refuse(fmt.Sprintf("message type %d is not a sign request", m.Type()))
@@ -169,7 +177,14 @@ func (w *workerClient) serve() {
 			return
 		}
 	}
-	w.refuse("no more signatures for this session")
+}
+
+// setDeadline bounds the wait for the next request; a zero wait means
+// until the worker hangs up (its session bounds it).
+func (w *workerClient) setDeadline() {
+	if w.wait > 0 {
+		w.ch.SetDeadline(time.Now().Add(w.wait))
+	}
 }
 
 func (w *workerClient) refuse(reason string) {

@@ -146,16 +146,14 @@ func nonblockingPipe(fd int, name string) *os.File {
 }
 
 // watchSupervisor waits for the one message the supervisor sends after
-// the configuration: that the program has exited.
+// the configuration: that the program has exited. Anything else, or a
+// supervisor that is gone, ends the session the same way.
 func (w *worker) watchSupervisor() {
 	defer close(w.exited)
-	for {
-		m, _, err := w.sup.Recv()
-		if err != nil {
-			return
-		}
-		if _, ok := m.(*protocol.ProgramExited); ok {
-			return
+	m, _, err := w.sup.Recv()
+	if err == nil {
+		if _, ok := m.(*protocol.ProgramExited); !ok {
+			fmt.Fprintf(os.Stderr, "%s: message type %d out of turn\n", protocol.WorkerArgv0, m.Type())
 		}
 	}
 }
