@@ -41,12 +41,12 @@ func processIdentity() *identity {
 	return identities.Load()
 }
 
-// identify fills ep.LocalHost (unless -l gave one: the caller passes localName; "0" = none, "" = look up), ep.RemoteHost and ep.RemoteInfo as -h/-H, -p/-P, -r/-R and -t say.
-// It is called from the session goroutine, never from the accept loop, and is bounded in time in every step.
-//
-// The local name comes from Options.LocalName. The questions are asked
-// at once, so the slowest of them bounds the wait, not their sum: DNS
-// by dnsTimeout, IDENT by -t, and everything by ctx.
+// identify fills ep.LocalHost (from -l when given: "0" is none; else a
+// PTR lookup of the local IP), ep.RemoteHost and ep.RemoteInfo as
+// -h/-H, -p/-P, -r/-R and -t say; what is not found is left "" (unset).
+// It is called from the session goroutine, never from the accept loop.
+// The questions are asked at once, so the slowest bounds the wait, not
+// their sum: DNS by dnsTimeout, IDENT by -t, and everything by ctx.
 func (s *Server) identify(ctx context.Context, ep *env.Endpoints) {
 	id := processIdentity()
 	if id.resErr != nil && (s.opt.LocalName == "" || s.opt.RemoteLookup) {
@@ -102,7 +102,7 @@ func (l *lookups) lookupLocal(ctx context.Context) {
 
 func (l *lookups) lookupRemote(ctx context.Context) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithTimeout(ctx, l.id.dnsTimeout)
 	defer cancel()
 	l.remote = remoteName(ctx, l.id.res, l.ep.RemoteIP, l.opt.Paranoid)
 }

@@ -14,21 +14,24 @@ type verdict struct {
 	env  []env.Var
 }
 
-// checkRules applies -y (IP only, before any lookup; a match decides)
-// and then -x. Each cdb is opened for this connection, so replacing it
-// with rename takes effect at once. An unreadable or malformed cdb is an
-// error: the connection is dropped, except that -X lets a missing -x cdb
-// allow.
-func (s *Server) checkRules(ep env.Endpoints) (verdict, error) {
-	if s.opt.IPRules != "" {
-		v, err := acl.Check(s.opt.IPRules, acl.Query{IP: ep.RemoteIP})
-		if err != nil {
-			return verdict{}, err
-		}
-		if v.Matched {
-			return toVerdict(v), nil
-		}
+// checkIPRules applies -y, with the IP alone, before any lookup. decided
+// is true when a rule matched: it decides, and -x is skipped.
+func (s *Server) checkIPRules(ep env.Endpoints) (v verdict, decided bool, err error) {
+	if s.opt.IPRules == "" {
+		return verdict{}, false, nil
 	}
+	av, err := acl.Check(s.opt.IPRules, acl.Query{IP: ep.RemoteIP})
+	if err != nil || !av.Matched {
+		return verdict{}, false, err
+	}
+	return toVerdict(av), true, nil
+}
+
+// checkRules applies -x with the IP, host and info. Each cdb is opened
+// for this connection, so replacing it with rename takes effect at once.
+// An unreadable or malformed cdb is an error: the connection is dropped,
+// except that -X lets a missing -x cdb allow.
+func (s *Server) checkRules(ep env.Endpoints) (verdict, error) {
 	if s.opt.Rules == "" {
 		return verdict{}, nil
 	}

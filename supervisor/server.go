@@ -104,6 +104,11 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("unable to find my own binary: %w", err)
 	}
 	s := &Server{opt: opt, log: log, spawn: sp, exe: exe, sessions: map[*session]struct{}{}}
+	if v := os.Getenv("DNSCACHEIP"); v != "" {
+		if _, err := parseDNSCache(v); err != nil {
+			return nil, nil, err
+		}
+	}
 	s.perIP.count = map[netip.Addr]int{}
 	if s.perIP.limit, err = parseMaxConIP(os.Getenv("MAXCONIP")); err != nil {
 		return nil, nil, err

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -98,9 +99,6 @@ func (f *sessionFiles) program(delayed bool) (in, out *os.File, extra []*os.File
 
 func (ss *session) run() {
 	ss.ep = endpoints(ss.conn)
-	if n := ss.srv.opt.LocalName; n != "0" {
-		ss.ep.LocalHost = n // -l; without it the lookup comes with the DNS work
-	}
 	ss.setNoDelay()
 	if !ss.admit() {
 		ss.conn.Close()
@@ -124,9 +122,16 @@ func (ss *session) run() {
 	ss.finish(ss.startProgram())
 }
 
-// admit applies the rules and the per-IP limit; false drops the client.
+// admit applies -y, looks up names and IDENT, applies -x and the
+// per-IP limit; false drops the client. A -y deny needs no lookup.
 func (ss *session) admit() bool {
-	v, err := ss.srv.checkRules(ss.ep)
+	v, decided, err := ss.srv.checkIPRules(ss.ep)
+	if err == nil && !(decided && v.deny) {
+		ss.srv.identify(context.Background(), &ss.ep)
+		if !decided {
+			v, err = ss.srv.checkRules(ss.ep)
+		}
+	}
 	if err != nil {
 		ss.srv.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
 		return false
