@@ -383,23 +383,59 @@ func (s *server) keyHolder(t testing.TB) int {
 	return 0
 }
 
-// waitChildren waits until the server's children are exactly the key
-// holder: every session's processes are gone and reaped.
+// waitChildren waits until the server's children are the key holder and
+// idle pre-started workers only: every session's worker and program are
+// gone and reaped, and the idle workers (which never served a session,
+// so never appear in a "pid N from" line) are no more than the pool's
+// default size.
 func (s *server) waitChildren(t testing.TB) {
 	t.Helper()
 	kh := s.keyHolder(t)
 	deadline := time.Now().Add(waitTime)
 	for {
-		kids := children(s.pid)
-		if len(kids) == 1 && kids[0] == kh {
+		bad := s.unexpectedChildren(kh)
+		if len(bad) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sslserver's children after the sessions ended: %v, want only the key holder %d",
-				describePIDs(kids), kh)
+			t.Fatalf("sslserver's children after the sessions ended: %v; unexpected: %v (want the key holder %d and at most %d idle workers)",
+				describePIDs(children(s.pid)), describePIDs(bad), kh, defaultPrefork)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// defaultPrefork is sslserver's default SSL_PREFORK.
+const defaultPrefork = 4
+
+var sessionLine = regexp.MustCompile(`^sslserver: pid (\d+) from `)
+
+// unexpectedChildren lists children that should be gone: anything that
+// served a session, anything that is not a worker or the key holder, a
+// zombie, or idle workers beyond the pool's size.
+func (s *server) unexpectedChildren(kh int) []int {
+	served := map[int]bool{}
+	for _, line := range strings.Split(s.log.text(), "\n") {
+		if m := sessionLine.FindStringSubmatch(line); m != nil {
+			pid, _ := strconv.Atoi(m[1])
+			served[pid] = true
+		}
+	}
+	var bad, idle []int
+	for _, c := range children(s.pid) {
+		st, err := readStat(c)
+		switch {
+		case c == kh && err == nil && st.state != "Z":
+		case err == nil && st.state != "Z" && argv0(c) == "sslserver-tlsworker" && !served[c]:
+			idle = append(idle, c)
+		default:
+			bad = append(bad, c)
+		}
+	}
+	if len(idle) > defaultPrefork {
+		bad = append(bad, idle...)
+	}
+	return bad
 }
 
 // procStat holds the fields of /proc/PID/stat the tests use.

@@ -83,8 +83,10 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 	oob := make([]byte, unix.CmsgSpace(MaxKeyFiles*4))
 	n, oobn, flags, _, err := ch.c.ReadMsgUnix(p, oob)
 	if errors.Is(err, syscall.ECONNRESET) {
-		// The peer closed with our last message unread: a hangup.
-		return nil, nil, io.EOF
+		// The peer closed with a message of ours unread. Linux reports
+		// that once, ahead of what the peer sent before it closed; the
+		// next read returns those messages, then the hangup.
+		n, oobn, flags, _, err = ch.c.ReadMsgUnix(p, oob)
 	}
 	if err != nil {
 		return nil, nil, err

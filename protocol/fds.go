@@ -8,16 +8,21 @@ const (
 	ExitTemp       = 111 // temporary or system failure, TLS handshake failure
 )
 
-// The fd map of a TLS worker (argv[0] WorkerArgv0). The supervisor builds
-// ExtraFiles in exactly this order; 0 and 1 are /dev/null, 2 is the
-// supervisor's stderr.
+// The fd map of a TLS worker (argv[0] WorkerArgv0) at exec: 0 and 1 are
+// /dev/null, 2 is the supervisor's stderr, and
 const (
-	WorkerFdSupervisor  = 3 // SOCK_SEQPACKET: Msg* between supervisor and worker
-	WorkerFdKeyHolder   = 4 // SOCK_SEQPACKET: sign requests to the key holder
-	WorkerFdConn        = 5 // the TCP connection with the client
-	WorkerFdCtl         = 6 // SOCK_STREAM: the worker's end of $SSLCTLFD
-	WorkerFdToProgram   = 7 // pipe, write end: plaintext from the client
-	WorkerFdFromProgram = 8 // pipe, read end: plaintext for the client
+	WorkerFdSupervisor = 3 // SOCK_SEQPACKET: Msg* between supervisor and worker
+)
+
+// A worker gets each connection's descriptors with MsgSession, in this
+// order.
+const (
+	SessionFdConn        = iota // the TCP connection with the client
+	SessionFdCtl                // SOCK_STREAM: the worker's end of $SSLCTLFD
+	SessionFdToProgram          // pipe, write end: plaintext from the client
+	SessionFdFromProgram        // pipe, read end: plaintext for the client
+	SessionFdKeyHolder          // SOCK_SEQPACKET: sign requests to the key holder
+	SessionFiles                // how many
 )
 
 // The fd map of the key holder (argv[0] KeyHolderArgv0): 0 and 1 are

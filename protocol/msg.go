@@ -14,7 +14,10 @@ const (
 	MsgWorkerConfig  MsgType = 1 // supervisor -> worker, exactly once, first
 	MsgHandshakeDone MsgType = 2 // worker -> supervisor, at most once
 	MsgSessionFailed MsgType = 3 // worker -> supervisor, at most once, then it exits with Code
-	MsgProgramExited MsgType = 4 // supervisor -> worker, at most once
+	MsgProgramExited MsgType = 4 // supervisor -> worker, at most once a session
+	MsgWorkerReady   MsgType = 5 // worker -> supervisor, once, when confined
+	MsgSession       MsgType = 6 // supervisor -> worker, when idle; the session's fds ride along
+	MsgSessionEnd    MsgType = 7 // worker -> supervisor, once a session, last
 
 	// TLS worker <-> key holder
 	MsgSignRequest MsgType = 10 // worker -> key holder
@@ -67,6 +70,7 @@ type WorkerConfig struct {
 	Root          string // absolute path to chroot into
 	Delayed       bool   // -n: wait for a control command
 	SSLEnv        bool   // -s: send the SSL_* block with MsgHandshakeDone
+	Sessions      uint16 // how many sessions, one after another, before exiting
 	HandshakeMsec uint32
 	IdleMsec      uint32
 	Certs         []Cert
@@ -87,8 +91,23 @@ type SessionFailed struct {
 	Reason string
 }
 
-// ProgramExited tells the worker that the program has been reaped.
-type ProgramExited struct{}
+// ProgramExited tells the worker that session Seq's program has been
+// reaped.
+type ProgramExited struct{ Seq uint32 }
+
+// WorkerReady says the worker is confined and waits for a Session.
+type WorkerReady struct{}
+
+// Session hands an idle worker one connection. Its descriptors ride
+// along in the order of the SessionFd* constants.
+type Session struct{ Seq uint32 }
+
+// SessionEnd closes session Seq with the status the session ends with:
+// 0, or the code of the SessionFailed sent before it.
+type SessionEnd struct {
+	Seq  uint32
+	Code uint8
+}
 
 // SignRequest asks the key holder to sign Digest (for Ed25519, Hash is 0
 // and Digest is the whole message) with key Key.
@@ -133,6 +152,9 @@ func (*WorkerConfig) Type() MsgType  { return MsgWorkerConfig }
 func (*HandshakeDone) Type() MsgType { return MsgHandshakeDone }
 func (*SessionFailed) Type() MsgType { return MsgSessionFailed }
 func (*ProgramExited) Type() MsgType { return MsgProgramExited }
+func (*WorkerReady) Type() MsgType   { return MsgWorkerReady }
+func (*Session) Type() MsgType       { return MsgSession }
+func (*SessionEnd) Type() MsgType    { return MsgSessionEnd }
 func (*SignRequest) Type() MsgType   { return MsgSignRequest }
 func (*Signature) Type() MsgType     { return MsgSignature }
 func (*SignRefused) Type() MsgType   { return MsgSignRefused }
@@ -152,6 +174,12 @@ func newMessage(t MsgType) (Message, error) {
 		return new(SessionFailed), nil
 	case MsgProgramExited:
 		return new(ProgramExited), nil
+	case MsgWorkerReady:
+		return new(WorkerReady), nil
+	case MsgSession:
+		return new(Session), nil
+	case MsgSessionEnd:
+		return new(SessionEnd), nil
 	case MsgSignRequest:
 		return new(SignRequest), nil
 	case MsgSignature:
@@ -166,6 +194,10 @@ func newMessage(t MsgType) (Message, error) {
 		return new(KeysFailed), nil
 	case MsgNewWorker:
 		return new(NewWorker), nil
+	case MsgClientConfig:
+		return new(ClientConfig), nil
+	case MsgClientReady:
+		return new(ClientReady), nil
 	}
 	return nil, fmt.Errorf("unknown message type %d", t)
 }
@@ -177,6 +209,12 @@ func Files(m Message) int {
 		return int(m.Count)
 	case *NewWorker:
 		return 1
+	case *Session:
+		return SessionFiles
+	case *ClientConfig:
+		if m.HasKey() {
+			return 1
+		}
 	}
 	return 0
 }

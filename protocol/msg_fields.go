@@ -11,6 +11,7 @@ func (m *WorkerConfig) encode(e *encoder) {
 	e.bytes([]byte(m.Root))
 	e.bool(m.Delayed)
 	e.bool(m.SSLEnv)
+	e.u16(m.Sessions)
 	e.u32(m.HandshakeMsec)
 	e.u32(m.IdleMsec)
 	e.u16(uint16(len(m.Certs)))
@@ -30,6 +31,7 @@ func (m *WorkerConfig) decode(d *decoder) {
 	m.Root = d.string(maxPath)
 	m.Delayed = d.bool()
 	m.SSLEnv = d.bool()
+	m.Sessions = d.u16()
 	m.HandshakeMsec = d.u32()
 	m.IdleMsec = d.u32()
 	n := count(d, maxCerts, "certificates")
@@ -49,8 +51,12 @@ func (m *WorkerConfig) validate(d *decoder) {
 		return
 	}
 	d.err = checkJail(m.UID, m.GID, m.Root)
-	if d.err == nil && len(m.Certs) == 0 {
+	switch {
+	case d.err != nil:
+	case len(m.Certs) == 0:
 		d.err = fmt.Errorf("no certificate")
+	case m.Sessions == 0:
+		d.err = fmt.Errorf("a worker for no sessions")
 	}
 }
 
@@ -115,8 +121,24 @@ func (m *SessionFailed) decode(d *decoder) {
 	}
 }
 
-func (*ProgramExited) encode(*encoder) {}
-func (*ProgramExited) decode(*decoder) {}
+func (m *ProgramExited) encode(e *encoder) { e.u32(m.Seq) }
+func (m *ProgramExited) decode(d *decoder) { m.Seq = d.u32() }
+
+func (*WorkerReady) encode(*encoder) {}
+func (*WorkerReady) decode(*decoder) {}
+
+func (m *Session) encode(e *encoder) { e.u32(m.Seq) }
+func (m *Session) decode(d *decoder) { m.Seq = d.u32() }
+
+func (m *SessionEnd) encode(e *encoder) {
+	e.u32(m.Seq)
+	e.u8(m.Code)
+}
+
+func (m *SessionEnd) decode(d *decoder) {
+	m.Seq = d.u32()
+	m.Code = d.u8()
+}
 
 func (m *SignRequest) encode(e *encoder) {
 	e.u16(m.Key)

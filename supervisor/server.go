@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,8 @@ type Server struct {
 	exe     string
 	tls     *tlsSetup
 	kh      *keyHolder
+	pool    *workerPool
+	seq     atomic.Uint32 // session numbers, for the worker protocol
 	environ []string // the program's base environment
 
 	mu       sync.Mutex
@@ -85,6 +88,11 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		log.Fatal("unable to load private key: %v", err)
 		return protocol.ExitTemp
 	}
+	if err := s.checkWorker(); err != nil {
+		log.Fatal("unable to start a TLS worker: %v", err)
+		s.kh.shutdown()
+		return protocol.ExitTemp
+	}
 	s.serve(ln)
 	return protocol.ExitOK
 }
@@ -108,6 +116,10 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		if _, err := parseDNSCache(v); err != nil {
 			return nil, nil, err
 		}
+	}
+	s.pool = &workerPool{srv: s}
+	if s.pool.target, s.pool.sessions, err = poolSettings(os.Getenv, opt.MaxConn); err != nil {
+		return nil, nil, err
 	}
 	s.perIP.count = map[netip.Addr]int{}
 	if s.perIP.limit, err = parseMaxConIP(os.Getenv("MAXCONIP")); err != nil {
@@ -136,6 +148,28 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("unable to bind: %w", err)
 	}
 	return s, ln, nil
+}
+
+// nextSeq numbers sessions, never 0.
+func (s *Server) nextSeq() uint32 {
+	for {
+		if n := s.seq.Add(1); n != 0 {
+			return n
+		}
+	}
+}
+
+// checkWorker starts one worker before serving, so a worker that cannot
+// confine itself stops sslserver at start rather than failing every
+// session; it then fills the pool.
+func (s *Server) checkWorker() error {
+	w, err := s.pool.start()
+	if err != nil {
+		return err
+	}
+	s.pool.keep(w)
+	s.pool.refillLater()
+	return nil
 }
 
 // keyWait is how long the key holder waits for a worker's sign request:
@@ -277,6 +311,7 @@ func (s *Server) drain() {
 		s.killAll()
 		<-done
 	}
+	s.pool.stop()
 	s.kh.shutdown()
 }
 

@@ -2,13 +2,10 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,30 +17,32 @@ import (
 // termGrace is how long a program has after SIGTERM before SIGKILL.
 const termGrace = 10 * time.Second
 
-// session is one connection: a TLS worker and a program, both children
-// of the supervisor, and the bookkeeping between them.
+// session is one connection: a TLS worker (from the pool) and a
+// program (a child of the supervisor), and the bookkeeping between them.
 type session struct {
 	srv  *Server
 	conn *net.TCPConn
 	ep   env.Endpoints
 	f    sessionFiles
-	sup  *protocol.Channel
+	w    *pooledWorker
+	seq  uint32
 
-	ruleEnv   []env.Var     // from -x or -y
-	reading   chan struct{} // closed when readWorker stops; nil if it never ran
-	handshook bool          // the worker reported its handshake (only once)
+	ruleEnv []env.Var        // from -x or -y
+	hsVars  chan []env.Var   // the SSL_* variables, once the handshake is done
+	ended   chan struct{}    // closed when the worker ended the session, or died
+	endCode int              // from SessionEnd; -1 when the worker died or broke the protocol
 
-	mu      sync.Mutex
-	worker  Process
-	program Process
-	failed  *protocol.SessionFailed // what the worker reported
-	killed  bool
+	mu        sync.Mutex
+	program   Process
+	failed    *protocol.SessionFailed // what the worker reported
+	handshook bool                    // the worker reported its handshake (only once)
+	killed    bool
 }
 
 // sessionFiles are the descriptors made for one session. The worker gets
-// (see protocol.WorkerFd*):
+// (with MsgSession, in the order of protocol.SessionFd*):
 //
-//	3 supW  4 keyW  5 conn  6 ctlW  7 inW  8 outR
+//	conn  ctlW  inW  outR  keyW
 //
 // and the program (see protocol.ProgramFd*), under -n:
 //
@@ -53,7 +52,6 @@ type session struct {
 //
 //	0 inR   1 outW  3 ctlP  4 inR  5 outW
 type sessionFiles struct {
-	supW, supS *os.File // supervisor channel: worker end, our end
 	keyW, keyK *os.File // key channel: worker end, key holder end
 	ctlW, ctlP *os.File // $SSLCTLFD: worker end, program end
 	inR, inW   *os.File // client -> program plaintext
@@ -64,7 +62,6 @@ type sessionFiles struct {
 func (f *sessionFiles) open(c *net.TCPConn) error {
 	var err error
 	steps := []func() error{
-		func() error { f.supW, f.supS, err = protocol.Pair("supervisor"); return err },
 		func() error { f.keyW, f.keyK, err = protocol.Pair("keyholder"); return err },
 		func() error { f.ctlW, f.ctlP, err = protocol.StreamPair("ctl"); return err },
 		func() error { f.inR, f.inW, err = os.Pipe(); return err },
@@ -81,11 +78,11 @@ func (f *sessionFiles) open(c *net.TCPConn) error {
 }
 
 func (f *sessionFiles) closeAll() {
-	closeFiles([]*os.File{f.supW, f.supS, f.keyW, f.keyK, f.ctlW, f.ctlP, f.inR, f.inW, f.outR, f.outW, f.conn})
+	closeFiles([]*os.File{f.keyW, f.keyK, f.ctlW, f.ctlP, f.inR, f.inW, f.outR, f.outW, f.conn})
 }
 
 func (f *sessionFiles) worker() []*os.File {
-	return []*os.File{f.supW, f.keyW, f.conn, f.ctlW, f.inW, f.outR}
+	return []*os.File{f.conn, f.ctlW, f.inW, f.outR, f.keyW}
 }
 
 // program returns stdin, stdout and the extra files of the program.
@@ -115,10 +112,9 @@ func (ss *session) run() {
 	if err := ss.startWorker(); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, unable to start TLS worker: %v", ss.ep.RemoteIP, err)
 		ss.f.closeAll()
-		ss.abandonWorker()
 		return
 	}
-	ss.srv.log.Pid(ss.worker.Pid(), ss.ep.RemoteIP.String())
+	ss.srv.log.Pid(ss.w.proc.Pid(), ss.ep.RemoteIP.String())
 	ss.finish(ss.startProgram())
 }
 
@@ -160,17 +156,6 @@ func (ss *session) writeBanner() {
 	ss.conn.SetWriteDeadline(time.Time{})
 }
 
-// abandonWorker kills and reaps a worker whose session could not start.
-func (ss *session) abandonWorker() {
-	if ss.sup != nil {
-		ss.sup.Close()
-	}
-	if ss.worker != nil {
-		ss.worker.Signal(syscall.SIGKILL)
-		ss.worker.Wait()
-	}
-}
-
 func (ss *session) setNoDelay() {
 	ss.conn.SetNoDelay(ss.srv.opt.NoDelay)
 }
@@ -181,28 +166,32 @@ func endpoints(c *net.TCPConn) env.Endpoints {
 	return env.Endpoints{LocalIP: l.Addr().Unmap(), LocalPort: l.Port(), RemoteIP: r.Addr().Unmap(), RemotePort: r.Port()}
 }
 
-// startWorker execs the TLS worker, hands its key channel to the key
-// holder and sends its configuration.
+// startWorker takes a ready worker, hands its key channel to the key
+// holder and the session's descriptors to the worker.
 func (ss *session) startWorker() error {
 	s := ss.srv
-	p, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv, Extra: ss.f.worker()})
-	closeFiles([]*os.File{ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
-	ss.f.supW, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil, nil
+	w, err := s.pool.get()
 	if err != nil {
 		return err
 	}
-	ss.worker = p
-	if ss.sup, err = protocol.NewChannel(ss.f.supS); err != nil {
-		return err
-	}
-	ss.f.supS = nil
+	ss.seq = s.nextSeq()
 	err = s.kh.attach(ss.f.keyK, s.keyWait())
-	ss.f.keyK.Close()
-	ss.f.keyK = nil
+	if err == nil {
+		err = w.ch.Send(&protocol.Session{Seq: ss.seq}, ss.f.worker()...)
+	}
+	closeFiles([]*os.File{ss.f.keyK, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
+	ss.f.keyK, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil, nil
 	if err != nil {
+		w.kill()
 		return err
 	}
-	return ss.sup.Send(s.workerConfig())
+	ss.mu.Lock()
+	ss.w = w
+	ss.mu.Unlock()
+	ss.hsVars = make(chan []env.Var, 1)
+	ss.ended = make(chan struct{})
+	go ss.readWorker()
+	return nil
 }
 
 // workerConfig is what every worker is told; setup checks once that it
@@ -212,7 +201,7 @@ func (s *Server) workerConfig() *protocol.WorkerConfig {
 	c := &protocol.WorkerConfig{
 		UID: t.uid, GID: t.gid, Root: t.root, Delayed: o.Delayed, SSLEnv: o.SSLEnv,
 		HandshakeMsec: uint32(o.Handshake / time.Millisecond), IdleMsec: uint32(o.Idle / time.Millisecond),
-		Certs: t.certs, CipherSuites: t.suites,
+		Certs: t.certs, CipherSuites: t.suites, Sessions: uint16(s.pool.sessions),
 	}
 	if !o.Delayed {
 		c.Banner = []byte(o.Banner)
@@ -220,9 +209,9 @@ func (s *Server) workerConfig() *protocol.WorkerConfig {
 	return c
 }
 
-// startProgram writes a -n banner in plaintext, waits for the handshake
-// first when the program wants the SSL_* variables (-N -s), and execs
-// the program. It returns nil when there is no program to run.
+// startProgram waits for the handshake first when the program wants the
+// SSL_* variables (-N -s), and execs the program. It returns nil when
+// there is no program to run.
 func (ss *session) startProgram() Process {
 	o := ss.srv.opt
 	defer ss.f.closeAll()
@@ -234,8 +223,6 @@ func (ss *session) startProgram() Process {
 		}
 		tlsVars = vars
 	}
-	ss.reading = make(chan struct{})
-	go ss.readWorker()
 	return ss.exec(tlsVars)
 }
 
@@ -250,7 +237,7 @@ func (ss *session) exec(tlsVars []env.Var) Process {
 		s.log.Warning("unable to run %s: %v", o.Program[0], err)
 		return nil
 	}
-	s.log.OK(ss.worker.Pid(), ss.localInfo(), ss.remoteInfo())
+	s.log.OK(ss.w.proc.Pid(), ss.localInfo(), ss.remoteInfo())
 	return p
 }
 
@@ -290,183 +277,3 @@ func (ss *session) remoteInfo() string {
 	return fmt.Sprintf("%s:%s:%s:%d", ss.ep.RemoteHost, ss.ep.RemoteIP, ss.ep.RemoteInfo, ss.ep.RemotePort)
 }
 
-// awaitHandshake waits for the worker's first report (bounded by the
-// handshake deadline and a margin).
-func (ss *session) awaitHandshake() ([]env.Var, bool) {
-	ss.sup.SetReadDeadline(time.Now().Add(ss.srv.opt.Handshake + 5*time.Second))
-	defer ss.sup.SetReadDeadline(time.Time{})
-	m, _, err := ss.sup.Recv()
-	if err != nil {
-		return nil, false
-	}
-	if !ss.handle(m) {
-		return nil, false
-	}
-	done, ok := m.(*protocol.HandshakeDone)
-	if !ok {
-		return nil, false
-	}
-	vars, err := protocol.DecodeBlock(done.Block)
-	if err != nil {
-		return nil, false
-	}
-	return sslVars(vars), true
-}
-
-// sslVars keeps only the SSL_* names of a worker's block: a worker is
-// untrusted, and must not be able to set RELAYCLIENT, LD_PRELOAD or
-// TCPREMOTEIP in the program's environment.
-func sslVars(vars []protocol.Var) []env.Var {
-	var out []env.Var
-	for _, v := range vars {
-		if strings.HasPrefix(v.Name, "SSL_") {
-			out = append(out, env.Var{Name: v.Name, Value: v.Value})
-		}
-	}
-	return out
-}
-
-// readWorker logs what the worker reports until it hangs up.
-func (ss *session) readWorker() {
-	defer close(ss.reading)
-	for {
-		m, _, err := ss.sup.Recv()
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			ss.outOfTurn(err.Error())
-		}
-		if err != nil || !ss.handle(m) {
-			return
-		}
-	}
-}
-
-// outOfTurn ends a session whose worker broke the protocol.
-func (ss *session) outOfTurn(what string) {
-	ss.srv.log.Warning("TLS worker %d broke the protocol: %s", ss.worker.Pid(), what)
-	ss.worker.Signal(syscall.SIGKILL)
-}
-
-// handle logs one worker report; false means stop listening.
-func (ss *session) handle(m protocol.Message) bool {
-	switch m := m.(type) {
-	case *protocol.HandshakeDone:
-		if ss.handshook {
-			ss.outOfTurn("a second handshake report")
-			return false
-		}
-		ss.handshook = true
-		ss.srv.log.TLS(ss.worker.Pid(), m.Protocol, m.Cipher)
-		return true
-	case *protocol.SessionFailed:
-		ss.mu.Lock()
-		ss.failed = m
-		ss.mu.Unlock()
-		ss.srv.log.Warning("dropping connection from %s, %s", ss.ep.RemoteIP, m.Reason)
-		return false
-	}
-	ss.outOfTurn(fmt.Sprintf("message type %d out of turn", m.Type()))
-	return false
-}
-
-// finish reaps the worker and the program and logs the session's end.
-// When the program exits first, the worker is told, so it can flush and
-// stop; when the worker fails, the program is ended.
-func (ss *session) finish(prog Process) {
-	ss.mu.Lock()
-	ss.program = prog
-	killed := ss.killed
-	ss.mu.Unlock()
-	if killed {
-		ss.kill()
-	}
-	progDone, progGone := make(chan ExitState, 1), make(chan struct{})
-	if prog != nil {
-		go reap(prog, progDone, progGone)
-	} else {
-		ss.sup.Send(&protocol.ProgramExited{})
-	}
-	workerDone := make(chan ExitState, 1)
-	go reap(ss.worker, workerDone, nil)
-	ws, ps := ss.wait(prog, progDone, progGone, workerDone)
-	if ss.reading != nil {
-		<-ss.reading // the worker is gone, so its last report is already queued
-	}
-	ss.sup.Close()
-	ss.logEnd(ws, ps, prog != nil)
-}
-
-// reap waits for p, sends its state on done and closes gone (if any).
-func reap(p Process, done chan<- ExitState, gone chan struct{}) {
-	done <- p.Wait()
-	if gone != nil {
-		close(gone)
-	}
-}
-
-func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan struct{}, workerDone chan ExitState) (ws, ps ExitState) {
-	gotWorker, gotProg := false, prog == nil
-	for !gotWorker || !gotProg {
-		select {
-		case ps = <-progDone:
-			gotProg = true
-			ss.sup.Send(&protocol.ProgramExited{})
-		case ws = <-workerDone:
-			gotWorker = true
-			if !gotProg && (ws.Code != 0 || ws.Signal != 0) {
-				go terminate(prog, progGone)
-			}
-		}
-	}
-	return ws, ps
-}
-
-// terminate sends SIGTERM, and SIGKILL if the program is still there
-// after termGrace.
-func terminate(p Process, gone <-chan struct{}) {
-	p.Signal(syscall.SIGTERM)
-	t := time.NewTimer(termGrace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		p.Signal(syscall.SIGKILL)
-	case <-gone:
-	}
-}
-
-// logEnd: the worker's failure code if it failed, else the program's
-// status; a worker that died without saying why is a temporary failure.
-func (ss *session) logEnd(ws, ps ExitState, ran bool) {
-	pid := ss.worker.Pid()
-	ss.mu.Lock()
-	failed := ss.failed
-	ss.mu.Unlock()
-	switch {
-	case ws.Signal != 0 || ws.Code != 0 && failed == nil:
-		ss.srv.log.Warning("TLS worker %d for %s ended with %s", pid, ss.ep.RemoteIP, describe(ws))
-		ss.srv.log.End(pid, "status", protocol.ExitTemp)
-	case ws.Code != 0:
-		ss.srv.log.End(pid, "status", ws.Code)
-	case !ran:
-		ss.srv.log.End(pid, "status", protocol.ExitTemp)
-	case ps.Signal != 0:
-		ss.srv.log.End(pid, "signal", ps.Signal)
-	default:
-		ss.srv.log.End(pid, "status", ps.Code)
-	}
-}
-
-// kill ends a session at shutdown: the program gets SIGTERM, the worker
-// SIGKILL.
-func (ss *session) kill() {
-	ss.mu.Lock()
-	ss.killed = true
-	prog, worker := ss.program, ss.worker
-	ss.mu.Unlock()
-	if prog != nil {
-		prog.Signal(syscall.SIGTERM)
-		time.AfterFunc(termGrace, func() { prog.Signal(syscall.SIGKILL) })
-	}
-	if worker != nil {
-		worker.Signal(syscall.SIGKILL)
-	}
-}

@@ -18,30 +18,36 @@ import (
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
-// workerMaxFiles is the worker's RLIMIT_NOFILE once confined: its six
-// descriptors, what the Go runtime opens, and a margin.
+// workerMaxFiles is the worker's RLIMIT_NOFILE once confined: its
+// channel, one session's five descriptors and their duplicates, what the
+// Go runtime opens, and a margin.
 const workerMaxFiles = 32
 
 // signWait bounds one round trip to the key holder.
 const signWait = 10 * time.Second
 
-// worker is one connection's TLS side. Its states, in order:
+// worker is one TLS worker process. Its states, in order:
 //
-//	configured -> confined -> (delayed: awaiting command) -> handshaking -> relaying -> done
+//	configured -> confined (WorkerReady sent) -> idle -> in session -> idle ... -> exit
 //
-// Any failure before relaying is reported to the supervisor as
-// SessionFailed and ends the process with that exit code.
+// In the idle state it accepts Session, and ProgramExited for the
+// session that just ended (the two may cross); in a session it accepts
+// ProgramExited for that session only. Anything else ends the process.
+// It serves cfg.Sessions sessions at most, and none after one that
+// failed.
 type worker struct {
-	cfg      *protocol.WorkerConfig
-	sup      *protocol.Channel
-	kh       *protocol.Channel
-	ctl      net.Conn
-	chosen   *x509.Certificate // the leaf we presented
-	certs    []*tls.Certificate
-	leaves   []*x509.Certificate
-	exited   chan struct{} // closed when the supervisor says the program is gone
-	toProg   *os.File
-	fromProg *os.File
+	cfg    *protocol.WorkerConfig
+	sup    *protocol.Channel
+	leaves []*x509.Certificate
+	msgs   chan supMsg // from readSupervisor
+}
+
+// supMsg is one message from the supervisor, or the error that ended
+// the channel.
+type supMsg struct {
+	m     protocol.Message
+	files []*os.File
+	err   error
 }
 
 // failure is an error with the session exit code it causes.
@@ -56,24 +62,17 @@ func failf(code int, format string, args ...any) *failure {
 	return &failure{code: code, reason: fmt.Sprintf(format, args...)}
 }
 
-// WorkerMain runs one TLS worker with the fd map of protocol.WorkerFd*
-// and returns its exit code.
+// WorkerMain runs one TLS worker and returns its exit code.
 func WorkerMain() int {
 	w, err := newWorker()
 	if err != nil {
 		return fail(protocol.WorkerArgv0, err)
 	}
-	err = w.run()
-	var f *failure
-	if errors.As(err, &f) {
-		w.sup.Send(&protocol.SessionFailed{Code: uint8(f.code), Reason: f.reason})
-		return f.code
-	}
-	if err != nil {
+	if err := w.start(); err != nil {
 		w.sup.Send(&protocol.SessionFailed{Code: protocol.ExitTemp, Reason: err.Error()})
-		return protocol.ExitTemp
+		return fail(protocol.WorkerArgv0, err)
 	}
-	return protocol.ExitOK
+	return w.serveSessions()
 }
 
 func newWorker() (*worker, error) {
@@ -91,80 +90,242 @@ func newWorker() (*worker, error) {
 		return nil, fmt.Errorf("message type %d before the configuration", m.Type())
 	}
 	sup.SetReadDeadline(time.Time{})
-	return &worker{cfg: cfg, sup: sup, exited: make(chan struct{})}, nil
+	return &worker{cfg: cfg, sup: sup, msgs: make(chan supMsg)}, nil
 }
 
-func (w *worker) run() error {
+// start confines the worker, parses its certificates and says it is
+// ready.
+func (w *worker) start() error {
 	jail := Jail{UID: w.cfg.UID, GID: w.cfg.GID, Root: w.cfg.Root, MaxFiles: workerMaxFiles}
 	if err := Confine(jail); err != nil {
 		return err
 	}
-	if err := w.openFiles(); err != nil {
-		return err
+	for _, c := range w.cfg.Certs {
+		leaf, err := x509.ParseCertificate(c.Chain[0])
+		if err != nil {
+			return fmt.Errorf("certificate %q: %w", c.Name, err)
+		}
+		w.leaves = append(w.leaves, leaf)
 	}
-	if err := w.loadCerts(); err != nil {
-		return err
+	go w.readSupervisor()
+	return w.sup.Send(&protocol.WorkerReady{})
+}
+
+// readSupervisor is the channel's only reader; the state machine takes
+// its messages from w.msgs.
+func (w *worker) readSupervisor() {
+	for {
+		m, files, err := w.sup.Recv()
+		w.msgs <- supMsg{m: m, files: files, err: err}
+		if err != nil {
+			return
+		}
 	}
-	go w.watchSupervisor()
+}
+
+// serveSessions is the idle state: it waits for sessions and serves them
+// one after another. It returns the exit code.
+func (w *worker) serveSessions() int {
+	var last uint32 // the session that just ended; 0: none yet
+	for served := 0; served < int(w.cfg.Sessions); served++ {
+		s, err := w.nextSession(last)
+		if err != nil {
+			return fail(protocol.WorkerArgv0, err)
+		}
+		if s == nil {
+			return protocol.ExitOK // the supervisor retired us
+		}
+		code := s.run()
+		last = s.seq
+		if w.sup.Send(&protocol.SessionEnd{Seq: s.seq, Code: uint8(code)}) != nil || code != 0 {
+			return code
+		}
+	}
+	return protocol.ExitOK
+}
+
+// nextSession waits for a Session; nil when the supervisor hangs up.
+func (w *worker) nextSession(last uint32) (*session, error) {
+	for sm := range w.msgs {
+		switch m := sm.m.(type) {
+		case nil:
+			if errors.Is(sm.err, io.EOF) {
+				return nil, nil
+			}
+			return nil, sm.err
+		case *protocol.ProgramExited:
+			if m.Seq != last || last == 0 {
+				return nil, fmt.Errorf("program of session %d exited while idle", m.Seq)
+			}
+		case *protocol.Session:
+			return w.newSession(m.Seq, sm.files)
+		default:
+			closeFiles(sm.files)
+			return nil, fmt.Errorf("message type %d while idle", m.Type())
+		}
+	}
+	return nil, nil
+}
+
+// session is one connection as the worker sees it.
+type session struct {
+	w        *worker
+	seq      uint32
+	conn     *os.File // untouched until the handshake: see newSession
+	ctl      net.Conn
+	toProg   *os.File
+	fromProg *os.File
+	kh       *protocol.Channel
+	certs    []*tls.Certificate
+	chosen   *x509.Certificate // the leaf we presented
+	exited   chan struct{}     // closed when the program is gone
+	done     chan struct{}     // closed when the session is over
+}
+
+// newSession takes over a session's descriptors, except that the TCP
+// connection stays as it came: under -n the program shares it, and it
+// must stay blocking and untouched until the program hands it over.
+func (w *worker) newSession(seq uint32, files []*os.File) (*session, error) {
+	s := &session{w: w, seq: seq, conn: files[protocol.SessionFdConn], exited: make(chan struct{}), done: make(chan struct{})}
+	var err error
+	if s.kh, err = protocol.NewChannel(files[protocol.SessionFdKeyHolder]); err != nil {
+		closeFiles(files)
+		return nil, err
+	}
+	ctlFile := files[protocol.SessionFdCtl]
+	s.ctl, err = net.FileConn(ctlFile)
+	ctlFile.Close()
+	if err != nil {
+		closeFiles(files)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	s.toProg, err = nonblocking(files[protocol.SessionFdToProgram])
+	if err == nil {
+		s.fromProg, err = nonblocking(files[protocol.SessionFdFromProgram])
+	}
+	if err != nil {
+		closeFiles(files)
+		return nil, err
+	}
+	s.makeCerts()
+	return s, nil
+}
+
+// nonblocking lets the runtime poller drive a pipe instead of a blocked
+// thread. Only our end of each pipe is ours, so the program's
+// descriptors keep their mode.
+func nonblocking(f *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(f.Fd()))
+	name := f.Name()
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	unix.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+func (s *session) makeCerts() {
+	for i, c := range s.w.cfg.Certs {
+		leaf := s.w.leaves[i]
+		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: s.kh, timeout: signWait}
+		s.certs = append(s.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
+	}
+}
+
+// run serves the session and returns its status: 0, or the code of the
+// SessionFailed it reported.
+func (s *session) run() int {
+	go s.watchSupervisor()
+	defer s.close()
+	err := s.serve()
+	var f *failure
+	if err != nil && !errors.As(err, &f) {
+		f = &failure{code: protocol.ExitTemp, reason: err.Error()}
+	}
+	if f == nil {
+		return protocol.ExitOK
+	}
+	s.w.sup.Send(&protocol.SessionFailed{Code: uint8(f.code), Reason: f.reason})
+	return f.code
+}
+
+func (s *session) close() {
+	close(s.done)
+	s.ctl.Close()
+	s.kh.Close()
+	s.toProg.Close()
+	s.fromProg.Close()
+	s.conn.Close()
+}
+
+// watchSupervisor waits, during the session, for its program to exit.
+// The session's end stops it: it then leaves the channel to the idle
+// state.
+func (s *session) watchSupervisor() {
+	defer close(s.exited)
+	var sm supMsg
+	select {
+	case sm = <-s.w.msgs:
+	case <-s.done:
+		return
+	}
+	if m, isExit := sm.m.(*protocol.ProgramExited); isExit && m.Seq == s.seq {
+		return
+	}
+	// Anything else is out of turn: the supervisor is gone or broken.
+	closeFiles(sm.files)
+	if sm.err == nil {
+		fmt.Fprintf(os.Stderr, "%s: message type %d during a session\n", protocol.WorkerArgv0, sm.m.Type())
+	}
+	os.Exit(protocol.ExitTemp)
+}
+
+// serve waits for the command under -n, does the handshake, answers the
+// command, and relays.
+func (s *session) serve() error {
 	cmd := protocol.CmdStart
-	if w.cfg.Delayed {
-		c, err := w.awaitCommand()
+	if s.w.cfg.Delayed {
+		c, err := s.awaitCommand()
 		if err != nil || c == 0 {
 			return err
 		}
 		cmd = c
 	}
-	return w.serve(cmd)
-}
-
-// openFiles takes over the descriptors of the fd map, except the TCP
-// connection: under -n the program shares it, and it must stay blocking
-// and untouched until the program hands it over with a command.
-func (w *worker) openFiles() error {
-	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"))
+	tcp, err := clientConn(s.conn)
 	if err != nil {
 		return err
 	}
-	w.kh = kh
-	ctlFile := os.NewFile(protocol.WorkerFdCtl, "ctl")
-	w.ctl, err = net.FileConn(ctlFile)
-	ctlFile.Close()
+	defer tcp.Close()
+	conn, err := s.handshake(tcp)
+	s.kh.Close() // one handshake, no more signatures
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return err
 	}
-	w.toProg = nonblockingPipe(protocol.WorkerFdToProgram, "to program")
-	w.fromProg = nonblockingPipe(protocol.WorkerFdFromProgram, "from program")
-	return nil
-}
-
-// nonblockingPipe lets the runtime poller drive the pipe instead of a
-// blocked thread. Only our end of each pipe is ours, so the program's
-// descriptors keep their mode.
-func nonblockingPipe(fd int, name string) *os.File {
-	unix.SetNonblock(fd, true)
-	return os.NewFile(uintptr(fd), name)
-}
-
-// watchSupervisor waits for the one message the supervisor sends after
-// the configuration: that the program has exited. Anything else, or a
-// supervisor that is gone, ends the session the same way.
-func (w *worker) watchSupervisor() {
-	defer close(w.exited)
-	m, _, err := w.sup.Recv()
-	if err == nil {
-		if _, ok := m.(*protocol.ProgramExited); !ok {
-			fmt.Fprintf(os.Stderr, "%s: message type %d out of turn\n", protocol.WorkerArgv0, m.Type())
+	block, err := s.report(conn)
+	if err != nil {
+		return err
+	}
+	s.answer(cmd, block)
+	if len(s.w.cfg.Banner) > 0 {
+		if _, err := conn.Write(s.w.cfg.Banner); err != nil {
+			return nil
 		}
 	}
+	r := &relay{tls: conn, tcp: tcp, toProg: s.toProg, fromProg: s.fromProg,
+		idle: time.Duration(s.w.cfg.IdleMsec) * time.Millisecond, exited: s.exited}
+	r.run()
+	return nil
 }
 
 // awaitCommand reads the program's one control byte. It returns 0 when
 // the program closed the control fd or exited without a command: the
 // session then simply ends.
-func (w *worker) awaitCommand() (protocol.Command, error) {
-	go closeOnSignal(w.exited, w.ctl)
+func (s *session) awaitCommand() (protocol.Command, error) {
+	go closeOnSignal(s.exited, s.ctl)
 	var b [1]byte
-	if _, err := io.ReadFull(w.ctl, b[:]); err != nil {
+	if _, err := io.ReadFull(s.ctl, b[:]); err != nil {
 		return 0, nil
 	}
 	c, err := protocol.ParseCommand(b[0])
@@ -179,36 +340,9 @@ func closeOnSignal(ch <-chan struct{}, c io.Closer) {
 	c.Close()
 }
 
-// serve does the handshake, answers the command, and relays.
-func (w *worker) serve(cmd protocol.Command) error {
-	tcp, err := clientConn()
-	if err != nil {
-		return err
-	}
-	defer tcp.Close()
-	conn, err := w.handshake(tcp)
-	w.kh.Close() // one handshake, no more signatures
-	if err != nil {
-		return err
-	}
-	block, err := w.report(conn)
-	if err != nil {
-		return err
-	}
-	w.answer(cmd, block)
-	if len(w.cfg.Banner) > 0 {
-		if _, err := conn.Write(w.cfg.Banner); err != nil {
-			return nil
-		}
-	}
-	r := &relay{tls: conn, tcp: tcp, toProg: w.toProg, fromProg: w.fromProg,
-		idle: time.Duration(w.cfg.IdleMsec) * time.Millisecond, exited: w.exited}
-	r.run()
-	return nil
-}
-
-func clientConn() (*net.TCPConn, error) {
-	f := os.NewFile(protocol.WorkerFdConn, "client")
+// clientConn wraps the TCP connection for the runtime poller, which
+// makes it non-blocking: only now, when TLS owns it.
+func clientConn(f *os.File) (*net.TCPConn, error) {
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -222,44 +356,43 @@ func clientConn() (*net.TCPConn, error) {
 	return tcp, nil
 }
 
-func (w *worker) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
-	conn := tls.Server(tcp, w.tlsConfig())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(w.cfg.HandshakeMsec)*time.Millisecond)
+func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
+	conn := tls.Server(tcp, s.tlsConfig())
+	limit := time.Duration(s.w.cfg.HandshakeMsec) * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("handshake not done within %v", time.Duration(w.cfg.HandshakeMsec)*time.Millisecond)
+			err = fmt.Errorf("handshake not done within %v", limit)
 		}
 		return nil, failf(protocol.ExitTemp, "unable to accept TLS: %v", err)
 	}
 	return conn, nil
 }
 
-func (w *worker) tlsConfig() *tls.Config {
+func (s *session) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS12,
-		CipherSuites:           w.cfg.CipherSuites,
-		GetCertificate:         w.getCertificate,
-		SessionTicketsDisabled: true, // a fresh process per connection could never resume
+		CipherSuites:           s.w.cfg.CipherSuites,
+		GetCertificate:         s.getCertificate,
+		SessionTicketsDisabled: true, // tickets would outlive the worker's keys
 	}
 }
 
 // report sends the handshake's outcome to the supervisor and returns the
 // reply block for the program.
-func (w *worker) report(conn *tls.Conn) ([]byte, error) {
+func (s *session) report(conn *tls.Conn) ([]byte, error) {
 	cs := conn.ConnectionState()
-	vars := toProtocol(env.TLS(&cs, w.chosen, true, "NONE"))
+	vars := toProtocol(env.TLS(&cs, s.chosen, true, "NONE"))
 	block, err := protocol.EncodeBlock(vars)
 	if err != nil {
 		return nil, err
 	}
-	done := &protocol.HandshakeDone{Protocol: lookup(vars, "SSL_PROTOCOL"), Cipher: lookup(vars, "SSL_CIPHER")}
-	if w.cfg.SSLEnv {
+	done := &protocol.HandshakeDone{Protocol: lookup(vars, "SSL_PROTOCOL"), Cipher: lookup(vars, "SSL_CIPHER"), Block: []byte{0, 0}}
+	if s.w.cfg.SSLEnv {
 		done.Block = block
-	} else {
-		done.Block = []byte{0, 0}
 	}
-	return block, w.sup.Send(done)
+	return block, s.w.sup.Send(done)
 }
 
 func toProtocol(vars []env.Var) []protocol.Var {
@@ -282,16 +415,16 @@ func lookup(vars []protocol.Var, name string) string {
 // answer completes the control protocol: after Y the block, then the
 // control fd closes either way. In immediate mode the program may still
 // ask later; it gets the same answer.
-func (w *worker) answer(cmd protocol.Command, block []byte) {
-	if !w.cfg.Delayed {
-		go answerLate(w.ctl, block)
+func (s *session) answer(cmd protocol.Command, block []byte) {
+	if !s.w.cfg.Delayed {
+		go answerLate(s.ctl, block)
 		return
 	}
 	if cmd == protocol.CmdStartReply {
-		w.ctl.SetWriteDeadline(time.Now().Add(signWait))
-		w.ctl.Write(block)
+		s.ctl.SetWriteDeadline(time.Now().Add(signWait))
+		s.ctl.Write(block)
 	}
-	w.ctl.Close()
+	s.ctl.Close()
 }
 
 func answerLate(ctl net.Conn, block []byte) {
@@ -306,30 +439,17 @@ func answerLate(ctl net.Conn, block []byte) {
 	}
 }
 
-func (w *worker) loadCerts() error {
-	for _, c := range w.cfg.Certs {
-		leaf, err := x509.ParseCertificate(c.Chain[0])
-		if err != nil {
-			return fmt.Errorf("certificate %q: %w", c.Name, err)
-		}
-		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh, timeout: signWait}
-		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
-		w.leaves = append(w.leaves, leaf)
-	}
-	return nil
-}
-
 // getCertificate picks the certificate named for the client's SNI (the
 // CERTFILE:name convention), else the first unnamed one.
-func (w *worker) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	i := w.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
-	w.chosen = w.leaves[i]
-	return w.certs[i], nil
+func (s *session) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	i := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
+	s.chosen = s.w.leaves[i]
+	return s.certs[i], nil
 }
 
-func (w *worker) pick(sni string) int {
+func (s *session) pick(sni string) int {
 	def := -1
-	for i, c := range w.cfg.Certs {
+	for i, c := range s.w.cfg.Certs {
 		if c.Name != "" && strings.EqualFold(c.Name, sni) {
 			return i
 		}

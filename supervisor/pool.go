@@ -1,0 +1,222 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+)
+
+// readyWait bounds a new worker's start: exec, configuration, confinement.
+const readyWait = 10 * time.Second
+
+// workerPool keeps confined TLS workers started ahead of demand, so the
+// cost of exec and confinement leaves the accept path. A worker serves
+// at most `sessions` sessions one after another (1 by default: an address
+// space per connection) and none after one that failed.
+type workerPool struct {
+	srv      *Server
+	target   int // idle workers to keep ready
+	sessions int // sessions per worker
+	mu       sync.Mutex
+	idle     []*pooledWorker
+	starting int
+	stopped  bool
+	warned   bool // a failed start was logged; don't repeat it for every retry
+}
+
+// pooledWorker is one started worker and its channel.
+type pooledWorker struct {
+	proc   Process
+	ch     *protocol.Channel
+	served int
+	gone   chan struct{} // closed when reaped
+	state  ExitState     // valid once gone is closed
+}
+
+// poolSettings reads SSL_PREFORK (idle workers kept ready; default 4, at
+// most -c) and SSL_WORKER_SESSIONS (sessions per worker; default 1).
+func poolSettings(get getenv, maxConn int) (target, sessions int, err error) {
+	target, err = envInt(get, "SSL_PREFORK", 4, 0, 1024)
+	if err != nil {
+		return 0, 0, err
+	}
+	sessions, err = envInt(get, "SSL_WORKER_SESSIONS", 1, 1, 65535)
+	return min(target, maxConn), sessions, err
+}
+
+func envInt(get getenv, name string, def, lo, hi int) (int, error) {
+	v := get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s=%q is not a number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+// get returns a ready worker: an idle one, or one started now.
+func (p *workerPool) get() (*pooledWorker, error) {
+	defer p.refillLater()
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		w := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if w.alive() {
+			p.mu.Unlock()
+			return w, nil
+		}
+	}
+	p.mu.Unlock()
+	return p.start()
+}
+
+func (p *workerPool) refillLater() { go p.refill() }
+
+// refill starts workers until target are idle or starting.
+func (p *workerPool) refill() {
+	for {
+		p.mu.Lock()
+		if p.stopped || len(p.idle)+p.starting >= p.target {
+			p.mu.Unlock()
+			return
+		}
+		p.starting++
+		p.mu.Unlock()
+		w, err := p.start()
+		if !p.add(w, err) {
+			return
+		}
+	}
+}
+
+// add files a worker started by refill; false stops refilling.
+func (p *workerPool) add(w *pooledWorker, err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting--
+	if err != nil {
+		if !p.warned {
+			p.srv.log.Warning("unable to start a TLS worker ahead of time: %v", err)
+			p.warned = true
+		}
+		return false
+	}
+	p.warned = false
+	if p.stopped {
+		w.retire()
+		return false
+	}
+	p.idle = append(p.idle, w)
+	return true
+}
+
+// keep files a ready worker as idle.
+func (p *workerPool) keep(w *pooledWorker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idle = append(p.idle, w)
+}
+
+// start execs a worker, configures it and waits until it is confined.
+func (p *workerPool) start() (*pooledWorker, error) {
+	s := p.srv
+	ours, theirs, err := protocol.Pair("supervisor")
+	if err != nil {
+		return nil, err
+	}
+	proc, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv, Extra: []*os.File{theirs}})
+	theirs.Close()
+	if err != nil {
+		ours.Close()
+		return nil, err
+	}
+	w := &pooledWorker{proc: proc, gone: make(chan struct{})}
+	go w.reap()
+	if w.ch, err = protocol.NewChannel(ours); err == nil {
+		err = w.configure(s.workerConfig())
+	}
+	if err != nil {
+		w.kill()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *pooledWorker) configure(cfg *protocol.WorkerConfig) error {
+	if err := w.ch.Send(cfg); err != nil {
+		return err
+	}
+	w.ch.SetReadDeadline(time.Now().Add(readyWait))
+	defer w.ch.SetReadDeadline(time.Time{})
+	m, _, err := w.ch.Recv()
+	if err != nil {
+		return fmt.Errorf("worker %d did not get ready: %w", w.proc.Pid(), err)
+	}
+	switch m := m.(type) {
+	case *protocol.WorkerReady:
+		return nil
+	case *protocol.SessionFailed:
+		return errors.New(m.Reason)
+	}
+	return fmt.Errorf("worker %d sent message type %d before it was ready", w.proc.Pid(), m.Type())
+}
+
+func (w *pooledWorker) reap() {
+	w.state = w.proc.Wait()
+	close(w.gone)
+}
+
+func (w *pooledWorker) alive() bool {
+	select {
+	case <-w.gone:
+		return false
+	default:
+		return true
+	}
+}
+
+// retire lets a worker go: with its channel closed it exits by itself.
+func (w *pooledWorker) retire() {
+	if w.ch != nil {
+		w.ch.Close()
+	}
+}
+
+// kill ends a worker that broke the protocol or could not start.
+func (w *pooledWorker) kill() {
+	w.proc.Signal(os.Kill)
+	w.retire()
+}
+
+// release takes a worker back after a session: it waits for the next
+// one if it may serve more and the session went well; else it goes. A
+// returning worker is kept even beyond the pool's target (there are at
+// most -c of them) and is handed out first, before fresh ones.
+func (p *workerPool) release(w *pooledWorker, ok bool) {
+	w.served++
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok && !p.stopped && w.served < p.sessions && w.alive() {
+		p.idle = append(p.idle, w)
+		return
+	}
+	w.retire()
+}
+
+// stop retires the idle workers and starts no more.
+func (p *workerPool) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for _, w := range p.idle {
+		w.retire()
+	}
+	p.idle = nil
+}
