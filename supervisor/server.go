@@ -44,7 +44,7 @@ type Server struct {
 	kh      *keyHolder
 	pool    *workerPool
 	seq     atomic.Uint32 // session numbers, for the worker protocol
-	environ []string // the program's base environment
+	environ []string      // the program's base environment
 
 	mu       sync.Mutex
 	active   int

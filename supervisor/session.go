@@ -27,10 +27,10 @@ type session struct {
 	w    *pooledWorker
 	seq  uint32
 
-	ruleEnv []env.Var        // from -x or -y
-	hsVars  chan []env.Var   // the SSL_* variables, once the handshake is done
-	ended   chan struct{}    // closed when the worker ended the session, or died
-	endCode int              // from SessionEnd; -1 when the worker died or broke the protocol
+	ruleEnv []env.Var      // from -x or -y
+	hsVars  chan []env.Var // the SSL_* variables, once the handshake is done
+	ended   chan struct{}  // closed when the worker ended the session, or died
+	endCode int            // from SessionEnd; -1 when the worker died or broke the protocol
 
 	mu        sync.Mutex
 	program   Process
@@ -276,4 +276,3 @@ func (ss *session) localInfo() string {
 func (ss *session) remoteInfo() string {
 	return fmt.Sprintf("%s:%s:%s:%d", ss.ep.RemoteHost, ss.ep.RemoteIP, ss.ep.RemoteInfo, ss.ep.RemotePort)
 }
-
