@@ -173,6 +173,17 @@ func (w *pooledWorker) reap() {
 	close(w.gone)
 }
 
+// fate says how a worker that left a session without a report ended,
+// waiting briefly for it to be reaped.
+func (w *pooledWorker) fate() string {
+	select {
+	case <-w.gone:
+		return describe(w.state)
+	case <-time.After(time.Second):
+		return "still running; killed"
+	}
+}
+
 func (w *pooledWorker) alive() bool {
 	select {
 	case <-w.gone:

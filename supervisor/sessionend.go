@@ -201,7 +201,7 @@ func (ss *session) logEnd(ps ExitState, ran bool) {
 	pid := ss.w.proc.Pid()
 	switch {
 	case ss.endCode < 0:
-		ss.srv.log.Warning("TLS worker %d for %s ended the session without a report", pid, ss.ep.RemoteIP)
+		ss.srv.log.Warning("TLS worker %d for %s ended the session without a report (%s)", pid, ss.ep.RemoteIP, ss.w.fate())
 		ss.srv.log.End(pid, "status", protocol.ExitTemp)
 	case ss.endCode != 0:
 		ss.srv.log.End(pid, "status", ss.endCode)
