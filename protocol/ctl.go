@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -127,23 +126,24 @@ func tail(p []byte) []byte {
 }
 
 // ReadBlock reads one reply block from r, up to and including its final
-// \0\0, and decodes it. EOF before the end means the handshake failed.
+// \0\0, and decodes it; it reads byte by byte so that nothing after the
+// block is consumed. EOF before the end means the handshake failed.
 func ReadBlock(r io.Reader) ([]Var, error) {
-	br := bufio.NewReader(io.LimitReader(r, MaxBlock+1))
 	var p []byte
-	for {
-		c, err := br.ReadByte()
-		if err == io.EOF {
-			return nil, fmt.Errorf("TLS failed: control fd closed after %d bytes of the reply block", len(p))
-		}
-		if err != nil {
+	var b [1]byte
+	for len(p) <= MaxBlock {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			if err == io.EOF {
+				return nil, fmt.Errorf("TLS failed: control fd closed after %d bytes of the reply block", len(p))
+			}
 			return nil, err
 		}
-		p = append(p, c)
+		p = append(p, b[0])
 		if blockDone(p) {
 			return DecodeBlock(p)
 		}
 	}
+	return nil, fmt.Errorf("reply block exceeds %d bytes", MaxBlock)
 }
 
 // blockDone reports whether p ends a block: \0\0 at the very start (the

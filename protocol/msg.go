@@ -33,7 +33,7 @@ const (
 
 // Bounds on fields; anything larger is refused by the decoder.
 const (
-	MaxMsg        = 256 << 10 // one SOCK_SEQPACKET datagram
+	MaxMsg        = 128 << 10 // one SOCK_SEQPACKET datagram, well inside the default socket buffer
 	maxCertDER    = 32 << 10
 	maxChainLen   = 16
 	maxCerts      = 64

@@ -33,6 +33,9 @@ func Listen(o *Options) (*net.TCPListener, error) {
 }
 
 func resolvePort(p string) (uint16, error) {
+	if p == "" {
+		return 0, fmt.Errorf("empty port")
+	}
 	if n, err := strconv.ParseUint(p, 10, 16); err == nil {
 		return uint16(n), nil
 	}
