@@ -193,17 +193,35 @@ func (w *pooledWorker) alive() bool {
 	}
 }
 
-// retire lets a worker go: with its channel closed it exits by itself.
+// retireGrace is how long a retired worker has to exit by itself.
+const retireGrace = 5 * time.Second
+
+// retire lets a worker go: with its channel closed it exits by itself,
+// and one that does not (a compromised worker holding its connection
+// after the session was counted as over) is killed after retireGrace.
 func (w *pooledWorker) retire() {
 	if w.ch != nil {
 		w.ch.Close()
+	}
+	go w.killLater()
+}
+
+func (w *pooledWorker) killLater() {
+	t := time.NewTimer(retireGrace)
+	defer t.Stop()
+	select {
+	case <-w.gone:
+	case <-t.C:
+		w.proc.Signal(os.Kill)
 	}
 }
 
 // kill ends a worker that broke the protocol or could not start.
 func (w *pooledWorker) kill() {
 	w.proc.Signal(os.Kill)
-	w.retire()
+	if w.ch != nil {
+		w.ch.Close()
+	}
 }
 
 // release takes a worker back after a session: it waits for the next

@@ -166,23 +166,22 @@ func endpoints(c *net.TCPConn) env.Endpoints {
 	return env.Endpoints{LocalIP: l.Addr().Unmap(), LocalPort: l.Port(), RemoteIP: r.Addr().Unmap(), RemotePort: r.Port()}
 }
 
-// startWorker takes a ready worker, hands its key channel to the key
-// holder and the session's descriptors to the worker.
+// startWorker hands the key holder the session's key channel, then the
+// session's descriptors to a ready worker; a worker found dead at that
+// moment is replaced by another.
 func (ss *session) startWorker() error {
 	s := ss.srv
-	w, err := s.pool.get()
+	ss.seq = s.nextSeq()
+	err := s.kh.attach(ss.f.keyK, s.keyWait())
+	ss.f.keyK.Close()
+	ss.f.keyK = nil
 	if err != nil {
 		return err
 	}
-	ss.seq = s.nextSeq()
-	err = s.kh.attach(ss.f.keyK, s.keyWait())
-	if err == nil {
-		err = w.ch.Send(&protocol.Session{Seq: ss.seq}, ss.f.worker()...)
-	}
-	closeFiles([]*os.File{ss.f.keyK, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
-	ss.f.keyK, ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil, nil
+	w, err := ss.handOver()
+	closeFiles([]*os.File{ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
+	ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil
 	if err != nil {
-		w.kill()
 		return err
 	}
 	ss.mu.Lock()
@@ -192,6 +191,23 @@ func (ss *session) startWorker() error {
 	ss.ended = make(chan struct{})
 	go ss.readWorker()
 	return nil
+}
+
+// handOver sends the session to a worker, trying another if the one it
+// got has just died.
+func (ss *session) handOver() (*pooledWorker, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var w *pooledWorker
+		if w, err = ss.srv.pool.get(); err != nil {
+			return nil, err
+		}
+		if err = w.ch.Send(&protocol.Session{Seq: ss.seq}, ss.f.worker()...); err == nil {
+			return w, nil
+		}
+		w.kill()
+	}
+	return nil, err
 }
 
 // workerConfig is what every worker is told; setup checks once that it

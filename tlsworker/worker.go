@@ -251,8 +251,12 @@ func (s *session) run() int {
 	return f.code
 }
 
+// close ends the session's descriptors and waits until watchSupervisor
+// has let go of the channel: only then may SessionEnd be sent, so the
+// next Session cannot reach the old session's reader.
 func (s *session) close() {
 	close(s.done)
+	<-s.exited
 	s.ctl.Close()
 	s.kh.Close()
 	s.toProg.Close()
