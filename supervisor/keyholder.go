@@ -22,6 +22,7 @@ type keyHolder struct {
 	mu   sync.Mutex
 	ch   *protocol.Channel // nil while down
 	proc Process
+	gone chan struct{} // closed when proc is reaped
 	stop chan struct{}
 }
 
@@ -52,11 +53,12 @@ func (k *keyHolder) start() error {
 		proc.Wait()
 		return err
 	}
+	gone := make(chan struct{})
 	k.mu.Lock()
-	k.ch, k.proc = ch, proc
+	k.ch, k.proc, k.gone = ch, proc, gone
 	k.mu.Unlock()
 	k.srv.log.Info("keyholder pid %d", proc.Pid())
-	go k.watch(proc, ch)
+	go k.watch(proc, ch, gone)
 	return nil
 }
 
@@ -96,8 +98,9 @@ func (k *keyHolder) load(ch *protocol.Channel, files []*os.File) error {
 }
 
 // watch reaps the key holder and starts a new one unless we are stopping.
-func (k *keyHolder) watch(proc Process, ch *protocol.Channel) {
+func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}) {
 	st := proc.Wait()
+	close(gone)
 	k.mu.Lock()
 	k.ch = nil
 	k.mu.Unlock()
@@ -136,11 +139,27 @@ func (k *keyHolder) attach(f *os.File, wait time.Duration) error {
 func (k *keyHolder) shutdown() {
 	close(k.stop)
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.ch != nil {
-		k.ch.Close()
-		k.proc.Signal(os.Interrupt)
+	ch, proc, gone := k.ch, k.proc, k.gone
+	k.mu.Unlock()
+	if ch == nil {
+		return
 	}
+	ch.Close()
+	reapWithin(proc, gone, retireGrace)
+}
+
+// reapWithin waits for a child that was asked to exit, killing it after
+// grace, so none is left for init to reap when sslserver exits.
+func reapWithin(p Process, gone <-chan struct{}, grace time.Duration) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-gone:
+		return
+	case <-t.C:
+	}
+	p.Signal(os.Kill)
+	<-gone
 }
 
 func closeFiles(files []*os.File) {

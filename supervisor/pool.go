@@ -24,6 +24,7 @@ type workerPool struct {
 	sessions int // sessions per worker
 	mu       sync.Mutex
 	idle     []*pooledWorker
+	all      map[*pooledWorker]struct{} // every worker not yet reaped
 	starting int
 	stopped  bool
 	warned   bool // a failed start was logged; don't repeat it for every retry
@@ -138,7 +139,8 @@ func (p *workerPool) start() (*pooledWorker, error) {
 		return nil, err
 	}
 	w := &pooledWorker{proc: proc, gone: make(chan struct{})}
-	go w.reap()
+	p.track(w)
+	go p.reap(w)
 	if w.ch, err = protocol.NewChannel(ours); err == nil {
 		err = w.configure(s.workerConfig())
 	}
@@ -168,9 +170,21 @@ func (w *pooledWorker) configure(cfg *protocol.WorkerConfig) error {
 	return fmt.Errorf("worker %d sent message type %d before it was ready", w.proc.Pid(), m.Type())
 }
 
-func (w *pooledWorker) reap() {
+func (p *workerPool) track(w *pooledWorker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.all == nil {
+		p.all = map[*pooledWorker]struct{}{}
+	}
+	p.all[w] = struct{}{}
+}
+
+func (p *workerPool) reap(w *pooledWorker) {
 	w.state = w.proc.Wait()
 	close(w.gone)
+	p.mu.Lock()
+	delete(p.all, w)
+	p.mu.Unlock()
 }
 
 // fate says how a worker that left a session without a report ended,
@@ -239,13 +253,36 @@ func (p *workerPool) release(w *pooledWorker, ok bool) {
 	w.retire()
 }
 
-// stop retires the idle workers and starts no more.
+// stop retires the idle workers, starts no more, and waits until every
+// worker is reaped (each is killed after retireGrace at most).
 func (p *workerPool) stop() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.stopped = true
 	for _, w := range p.idle {
 		w.retire()
 	}
 	p.idle = nil
+	p.mu.Unlock()
+	for {
+		all, starting := p.remaining()
+		if len(all) == 0 && starting == 0 {
+			return
+		}
+		for _, w := range all {
+			reapWithin(w.proc, w.gone, retireGrace)
+		}
+		if len(all) == 0 {
+			time.Sleep(10 * time.Millisecond) // a worker being started will be retired by add
+		}
+	}
+}
+
+func (p *workerPool) remaining() ([]*pooledWorker, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var all []*pooledWorker
+	for w := range p.all {
+		all = append(all, w)
+	}
+	return all, p.starting
 }
