@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,8 @@ type behaviour func(p *fakeProc) ExitState
 type fakeProc struct {
 	pid    int
 	argv0  string
-	spec   ProcSpec // with the spawner's own copies of the files
+	ch     *protocol.Channel // Extra[0] of a worker or key holder
+	spec   ProcSpec          // with the spawner's own copies of the files
 	sigs   chan os.Signal
 	exit   chan ExitState // the test tells a program to exit
 	killed chan struct{}  // closed on SIGKILL
@@ -51,10 +53,7 @@ type fakeProc struct {
 	waited  bool
 	killOne sync.Once
 
-	// filled in by the fake worker and key holder
-	config    chan *protocol.WorkerConfig
-	gotExited chan struct{}
-	exitOnce  sync.Once
+	config chan *protocol.WorkerConfig // filled in by a fake worker
 }
 
 func (p *fakeProc) Pid() int { return p.pid }
@@ -116,14 +115,28 @@ func (p *fakeProc) closeAll() {
 	}
 }
 
-// channel opens the protocol channel at Extra[i].
-func (p *fakeProc) channel(i int) (*protocol.Channel, error) {
-	ch, err := protocol.NewChannel(p.spec.Extra[i])
-	if err != nil {
-		return nil, err
+// openChannel makes the channel at Extra[0] of a worker or key holder.
+// It is done inside Start, so that a SIGKILL (which closes everything)
+// never races with it.
+func (p *fakeProc) openChannel() error {
+	if p.argv0 != protocol.WorkerArgv0 && p.argv0 != protocol.KeyHolderArgv0 {
+		return nil
 	}
+	ch, err := protocol.NewChannel(p.spec.Extra[0])
+	if err != nil {
+		return err
+	}
+	p.ch = ch
 	p.own(ch)
-	return ch, nil
+	return nil
+}
+
+// channel is the fake's channel to the supervisor.
+func (p *fakeProc) channel() (*protocol.Channel, error) {
+	if p.ch == nil {
+		return nil, errors.New("no channel")
+	}
+	return p.ch, nil
 }
 
 // runFake runs b as process p: SIGKILL ends it at once, whatever b is
@@ -157,12 +170,27 @@ type fakeSpawner struct {
 	refuse    func(*ProcSpec) error // nil: start everything
 
 	workers, programs, keyHolders chan *fakeProc
+	sessions                      chan *fakeSession
 	all                           []*fakeProc
 }
 
 func newFakeSpawner() *fakeSpawner {
 	return &fakeSpawner{pid: 4000, workers: make(chan *fakeProc, 100),
-		programs: make(chan *fakeProc, 100), keyHolders: make(chan *fakeProc, 100)}
+		programs: make(chan *fakeProc, 100), keyHolders: make(chan *fakeProc, 100),
+		sessions: make(chan *fakeSession, 100)}
+}
+
+// spawnerWith returns a spawner whose workers play w and whose programs
+// do program.
+func spawnerWith(w workerScript, program behaviour) *fakeSpawner {
+	sp := newFakeSpawner()
+	sp.worker, sp.program = w.runner(sp.sessions), program
+	return sp
+}
+
+// useWorker makes workers started from now on play w.
+func (s *fakeSpawner) useWorker(w workerScript) {
+	s.set(func(s *fakeSpawner) { s.worker = w.runner(s.sessions) })
 }
 
 func (s *fakeSpawner) Start(spec *ProcSpec) (Process, error) {
@@ -179,6 +207,10 @@ func (s *fakeSpawner) Start(spec *ProcSpec) (Process, error) {
 	s.all = append(s.all, p)
 	s.mu.Unlock()
 	if err := p.copySpec(spec); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	if err := p.openChannel(); err != nil {
 		p.closeAll()
 		return nil, err
 	}
@@ -218,7 +250,7 @@ func (s *fakeSpawner) set(f func(s *fakeSpawner)) {
 func newFakeProc(pid int, argv0 string) *fakeProc {
 	return &fakeProc{pid: pid, argv0: argv0, sigs: make(chan os.Signal, 16), exit: make(chan ExitState, 1),
 		killed: make(chan struct{}), done: make(chan struct{}),
-		config: make(chan *protocol.WorkerConfig, 1), gotExited: make(chan struct{})}
+		config: make(chan *protocol.WorkerConfig, 1)}
 }
 
 // copySpec keeps the spec with duplicates of its files, as the child
@@ -277,43 +309,147 @@ func programExits(st ExitState) behaviour {
 	return func(*fakeProc) ExitState { return st }
 }
 
-// workerScript describes a fake TLS worker: it reads its configuration,
-// then sends the messages in order, then either exits with exitCode at
-// once (afterExited false) or waits for ProgramExited first.
+// workerScript is a fake TLS worker, speaking the pool protocol: it
+// reads its configuration, says WorkerReady (or fails, with startFail),
+// then serves each Session it gets with the session script, until the
+// supervisor hangs up. Like the real worker, it exits after a session
+// that ended with a nonzero code.
 type workerScript struct {
-	send        []protocol.Message
-	exitCode    int
-	afterExited bool // wait for ProgramExited before sending anything
-	waitExited  bool // wait for ProgramExited after sending
+	startFail string // send SessionFailed with this reason instead of WorkerReady
+	session   sessionScript
+}
+
+// sessionScript is what a fake worker does in one session.
+type sessionScript struct {
+	do          func(fs *fakeSession) // first, with the session's descriptors
+	afterExited bool                  // wait for ProgramExited before the reports
+	send        []protocol.Message    // the reports
+	waitExited  bool                  // wait for ProgramExited after the reports
+	die         *ExitState            // exit like this instead of ending the session
+	endSeq      uint32                // a wrong sequence number in SessionEnd; 0: the right one
+}
+
+// fakeSession is one session as a fake worker saw it.
+type fakeSession struct {
+	proc   *fakeProc
+	seq    uint32
+	files  []*os.File // in the order of protocol.SessionFd*
+	exited chan struct{}
+	ended  chan struct{} // closed after SessionEnd was sent (or the worker died)
 }
 
 func handshakeDone() *protocol.HandshakeDone {
 	return &protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte{0, 0}}
 }
 
-// goodWorker completes the handshake and stays until the program exits.
-var goodWorker = workerScript{send: []protocol.Message{handshakeDone()}, waitExited: true}
+// goodWorker completes each handshake and ends the session once the
+// program has exited.
+var goodWorker = workerScript{session: sessionScript{send: []protocol.Message{handshakeDone()}, waitExited: true}}
 
-func (w workerScript) run(p *fakeProc) ExitState {
-	ch, err := p.channel(0)
-	if err != nil {
+// failingWorker reports a failure with code and ends the session.
+func failingWorker(code uint8, reason string) workerScript {
+	return workerScript{session: sessionScript{send: []protocol.Message{&protocol.SessionFailed{Code: code, Reason: reason}}}}
+}
+
+// runner returns the behaviour that plays w, reporting sessions on
+// sessions.
+func (w workerScript) runner(sessions chan<- *fakeSession) behaviour {
+	return func(p *fakeProc) ExitState { return w.run(p, sessions) }
+}
+
+func (w workerScript) run(p *fakeProc, sessions chan<- *fakeSession) ExitState {
+	ch, err := p.channel()
+	if err != nil || !recvConfig(p, ch) {
 		return ExitState{Code: 111}
 	}
-	if !recvConfig(p, ch) {
+	if w.startFail != "" {
+		ch.Send(&protocol.SessionFailed{Code: 111, Reason: w.startFail})
 		return ExitState{Code: 111}
 	}
-	if w.afterExited && !awaitExited(p, ch) {
+	if ch.Send(&protocol.WorkerReady{}) != nil {
 		return ExitState{Code: 111}
 	}
-	for _, m := range w.send {
-		if ch.Send(m) != nil {
-			return ExitState{Code: 111}
+	for {
+		fs, ok := nextSession(p, ch)
+		if !ok {
+			return ExitState{} // retired
+		}
+		sessions <- fs
+		if st, over := w.session.play(fs, ch); over {
+			return st
 		}
 	}
-	if w.waitExited {
-		awaitExited(p, ch)
+}
+
+// nextSession waits for a Session while idle; a ProgramExited of the
+// session just ended may cross with it.
+func nextSession(p *fakeProc, ch *protocol.Channel) (*fakeSession, bool) {
+	for {
+		m, files, err := ch.Recv()
+		if err != nil {
+			return nil, false
+		}
+		switch m := m.(type) {
+		case *protocol.ProgramExited:
+			continue
+		case *protocol.Session:
+			for _, f := range files {
+				p.own(f)
+			}
+			return &fakeSession{proc: p, seq: m.Seq, files: files, exited: make(chan struct{}), ended: make(chan struct{})}, true
+		}
+		return nil, false
 	}
-	return ExitState{Code: w.exitCode}
+}
+
+// play runs one session; over says the worker exits, with st.
+func (s sessionScript) play(fs *fakeSession, ch *protocol.Channel) (st ExitState, over bool) {
+	defer close(fs.ended)
+	defer closeFiles(fs.files)
+	if s.do != nil {
+		s.do(fs)
+	}
+	if s.afterExited && !fs.awaitExited(ch) {
+		return ExitState{Code: 111}, true
+	}
+	code := uint8(0)
+	for _, m := range s.send {
+		if f, ok := m.(*protocol.SessionFailed); ok {
+			code = f.Code
+		}
+		if ch.Send(m) != nil {
+			return ExitState{Code: 111}, true
+		}
+	}
+	if s.waitExited && !fs.awaitExited(ch) {
+		return ExitState{Code: 111}, true
+	}
+	if s.die != nil {
+		return *s.die, true
+	}
+	seq := fs.seq
+	if s.endSeq != 0 {
+		seq = s.endSeq
+	}
+	if ch.Send(&protocol.SessionEnd{Seq: seq, Code: code}) != nil {
+		return ExitState{Code: 111}, true
+	}
+	return ExitState{Code: int(code)}, code != 0
+}
+
+// awaitExited reads until this session's ProgramExited (true) or the
+// channel ends.
+func (fs *fakeSession) awaitExited(ch *protocol.Channel) bool {
+	for {
+		m, _, err := ch.Recv()
+		if err != nil {
+			return false
+		}
+		if pe, ok := m.(*protocol.ProgramExited); ok && pe.Seq == fs.seq {
+			close(fs.exited)
+			return true
+		}
+	}
 }
 
 func recvConfig(p *fakeProc, ch *protocol.Channel) bool {
@@ -328,20 +464,6 @@ func recvConfig(p *fakeProc, ch *protocol.Channel) bool {
 		p.config <- cfg
 	}
 	return ok
-}
-
-// awaitExited reads until ProgramExited (true) or the channel ends.
-func awaitExited(p *fakeProc, ch *protocol.Channel) bool {
-	for {
-		m, _, err := ch.Recv()
-		if err != nil {
-			return false
-		}
-		if _, ok := m.(*protocol.ProgramExited); ok {
-			p.exitOnce.Do(func() { close(p.gotExited) })
-			return true
-		}
-	}
 }
 
 // keyHolderRecord is what the fake key holder saw.
@@ -363,7 +485,7 @@ func (r *keyHolderRecord) workerCount() int {
 // stop by its channel closing.
 func fakeKeyHolder(public [][]byte, rec *keyHolderRecord) behaviour {
 	return func(p *fakeProc) ExitState {
-		ch, err := p.channel(0)
+		ch, err := p.channel()
 		if err != nil {
 			return ExitState{Code: 111}
 		}
@@ -427,10 +549,18 @@ type harness struct {
 const keyFileText = "stand-in key file: the fake key holder only reads it back"
 
 // newServer builds a Server inside the package, without root and
-// without exec. args are sslserver options; host, port and program are
-// added.
+// without exec. args are sslserver options, after -H -l 0 (no DNS);
+// host, port and program are added. The worker pool keeps one worker
+// ready, one session each, unless newServerEnv says otherwise.
 func newServer(t *testing.T, sp *fakeSpawner, args ...string) *harness {
 	t.Helper()
+	return newServerEnv(t, sp, map[string]string{"SSL_PREFORK": "1"}, args...)
+}
+
+// newServerEnv is newServer with the pool's environment variables.
+func newServerEnv(t *testing.T, sp *fakeSpawner, environ map[string]string, args ...string) *harness {
+	t.Helper()
+	args = append([]string{"-H", "-l", "0"}, args...)
 	o, err := ParseArgs(append(args, "127.0.0.1", "0", "prog", "arg1"))
 	if err != nil {
 		t.Fatal(err)
@@ -439,6 +569,12 @@ func newServer(t *testing.T, sp *fakeSpawner, args ...string) *harness {
 	h.srv = &Server{opt: o, log: NewLog(h.log, "sslserver", o.Verbosity, false), spawn: sp,
 		exe: "/usr/sbin/sslserver-under-test", tls: h.tlsSetup(), environ: []string{"PATH=/usr/bin:/bin", "LANG=C"},
 		sessions: map[*session]struct{}{}}
+	h.srv.pool = &workerPool{srv: h.srv}
+	get := func(k string) string { return environ[k] }
+	if h.srv.pool.target, h.srv.pool.sessions, err = poolSettings(get, o.MaxConn); err != nil {
+		t.Fatal(err)
+	}
+	h.srv.perIP.count = map[netip.Addr]int{}
 	h.srv.slotFree = sync.NewCond(&h.srv.mu)
 	h.srv.kh = &keyHolder{srv: h.srv, stop: make(chan struct{})}
 	sp.set(func(s *fakeSpawner) {
@@ -454,6 +590,9 @@ func (h *harness) start() *harness {
 	h.t.Helper()
 	if err := h.srv.kh.start(); err != nil {
 		h.t.Fatalf("key holder: %v", err)
+	}
+	if err := h.srv.checkWorker(); err != nil {
+		h.t.Fatalf("first worker: %v", err)
 	}
 	ln, err := Listen(h.srv.opt)
 	if err != nil {
@@ -541,7 +680,19 @@ func (h *harness) next(ch chan *fakeProc, what string) *fakeProc {
 	return nil
 }
 
-func (h *harness) worker() *fakeProc  { h.t.Helper(); return h.next(h.sp.workers, "TLS worker") }
+func (h *harness) worker() *fakeProc { h.t.Helper(); return h.next(h.sp.workers, "TLS worker") }
+
+// session returns the next session a fake worker was given.
+func (h *harness) session() *fakeSession {
+	h.t.Helper()
+	select {
+	case fs := <-h.sp.sessions:
+		return fs
+	case <-time.After(waitLimit):
+		h.t.Fatalf("no session reached a worker; log:\n%s", h.log.String())
+	}
+	return nil
+}
 func (h *harness) program() *fakeProc { h.t.Helper(); return h.next(h.sp.programs, "program") }
 
 // none checks that nothing starts from ch for a while.

@@ -49,6 +49,9 @@ func (k *keyHolder) start() error {
 		err = k.load(ch, files)
 	}
 	if err != nil {
+		if ch != nil {
+			ch.Close()
+		}
 		proc.Signal(os.Kill)
 		proc.Wait()
 		return err

@@ -208,10 +208,18 @@ func TestParseArgsErrorsNameTheOptionAndValue(t *testing.T) {
 	}
 }
 
-func TestParseArgsZeroTimeoutsAreAllowed(t *testing.T) {
-	o := mustParse(t, "-t0", "-T", "0", "-w0", "0", "1", "p")
-	if o.IdentTimeout != 0 || o.Handshake != 0 || o.Idle != 0 {
-		t.Fatalf("zero timeouts: %+v", o)
+// TestParseArgsTimeoutBounds: a handshake or IDENT deadline of 0 would
+// fail every session; the idle timeout may be 0; every accepted value
+// fits the worker's 32-bit milliseconds.
+func TestParseArgsTimeoutBounds(t *testing.T) {
+	for _, bad := range [][]string{{"-t0"}, {"-T", "0"}, {"-T", "2147484"}, {"-w", "2147484"}} {
+		if _, err := ParseArgs(append(bad, "0", "1", "p")); !errors.Is(err, ErrUsage) {
+			t.Errorf("%q: error %v, want ErrUsage", bad, err)
+		}
+	}
+	o := mustParse(t, "-w0", "-T", "2147483", "-t1", "0", "1", "p")
+	if o.Idle != 0 || o.Handshake != 2147483*time.Second || o.IdentTimeout != time.Second {
+		t.Fatalf("bounds: %+v", o)
 	}
 }
 
@@ -224,8 +232,7 @@ func TestTimeoutsSurviveTheWorkerConfig(t *testing.T) {
 		if err != nil {
 			continue // refusing is fine
 		}
-		ss := &session{srv: &Server{opt: o, tls: &tlsSetup{}}}
-		c := ss.config()
+		c := (&Server{opt: o, tls: &tlsSetup{}}).workerConfig()
 		if got := time.Duration(c.IdleMsec) * time.Millisecond; got != o.Idle {
 			t.Errorf("%q: idle %v reaches the worker as %v", args, o.Idle, got)
 		}
