@@ -35,7 +35,7 @@ func Confine(j Jail) error {
 	}
 	var before unix.Stat_t
 	if err := unix.Stat(j.Root, &before); err != nil {
-		return fmt.Errorf("confine: %w", err)
+		return fmt.Errorf("confine: root %q: %w", j.Root, err)
 	}
 	if err := drop(j); err != nil {
 		return fmt.Errorf("confine: %w", err)

@@ -1,0 +1,214 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is sslclient's command line.
+type Options struct {
+	Host, Port   string
+	Program      []string
+	LocalIP      string           // -i
+	LocalPort    string           // -p
+	Connect      [2]time.Duration // -T x+y: first pass, second pass (0: none)
+	Family       byte             // -4 or -6: only that family; 0: both
+	RemoteLookup bool             // -h / -H
+	LocalName    string           // -l; "" means look it up, "0" none
+	NoDelay      bool             // -D (on) / -d
+	TCPVars      bool             // -e / -E
+	SSLEnv       bool             // -s / -S
+	Delayed      bool             // -y / -Y
+	Verify       bool             // -x (on) / -X
+	NameCheck    bool             // -n (on) / -N
+	Passphrase   bool             // -3
+	Idle         time.Duration    // -w
+	CAFile       string           // -a, else $CAFILE
+	CADir        string           // -A, else $CADIR
+	CertFile     string           // -c, else $CERTFILE
+	KeyFile      string           // -k, else $KEYFILE
+	Ciphers      string           // -z, else $CIPHERS
+	Verbosity    Verbosity
+}
+
+// ErrUsage marks command-line errors: exit 100.
+var ErrUsage = errors.New("usage")
+
+// Usage is the synopsis printed with a usage error.
+const Usage = "usage: sslclient [ -346dDeEhHnNqQRsSvVxXyY ] [ -i localip ] [ -p localport ] [ -T x+y ] [ -l localname ] [ -w idle ] [ -a cafile ] [ -A cadir ] [ -c certfile ] [ -k keyfile ] [ -z ciphers ] host port program"
+
+// Defaults as tcpclient and ucspi-ssl's sslclient have them, except that
+// the server's certificate and name are verified.
+func defaultOptions() *Options {
+	return &Options{
+		Connect: [2]time.Duration{2 * time.Second, 58 * time.Second}, RemoteLookup: true,
+		NoDelay: true, Verify: true, NameCheck: true, Idle: 3600 * time.Second, Verbosity: Errors,
+	}
+}
+
+// flagOptions are the options without an argument, and what they set.
+var flagOptions = map[byte]func(o *Options){
+	'3': func(o *Options) { o.Passphrase = true },
+	'4': func(o *Options) { o.Family = '4' },
+	'6': func(o *Options) { o.Family = '6' },
+	'd': func(o *Options) { o.NoDelay = false },
+	'D': func(o *Options) { o.NoDelay = true },
+	'e': func(o *Options) { o.TCPVars = true },
+	'E': func(o *Options) { o.TCPVars = false },
+	'h': func(o *Options) { o.RemoteLookup = true },
+	'H': func(o *Options) { o.RemoteLookup = false },
+	'n': func(o *Options) { o.NameCheck = true },
+	'N': func(o *Options) { o.NameCheck = false },
+	'R': func(o *Options) {}, // no IDENT lookup: the only behaviour
+	's': func(o *Options) { o.SSLEnv = true },
+	'S': func(o *Options) { o.SSLEnv = false },
+	'x': func(o *Options) { o.Verify = true },
+	'X': func(o *Options) { o.Verify = false },
+	'y': func(o *Options) { o.Delayed = true },
+	'Y': func(o *Options) { o.Delayed = false },
+	'q': func(o *Options) { o.Verbosity = Quiet },
+	'Q': func(o *Options) { o.Verbosity = Errors },
+	'v': func(o *Options) { o.Verbosity = Verbose },
+	'V': func(o *Options) { o.Verbosity = Verbose },
+}
+
+// argOptions are the options that take an argument.
+var argOptions = map[byte]func(o *Options, v string) error{
+	'i': func(o *Options, v string) error { o.LocalIP = v; return nil },
+	'p': func(o *Options, v string) error { o.LocalPort = v; return nil },
+	'T': func(o *Options, v string) error { return connectTimeouts(&o.Connect, v) },
+	'l': func(o *Options, v string) error { o.LocalName = v; return nil },
+	'w': func(o *Options, v string) error { return seconds(&o.Idle, v, 0) },
+	'a': func(o *Options, v string) error { o.CAFile = v; return nil },
+	'A': func(o *Options, v string) error { o.CADir = v; return nil },
+	'c': func(o *Options, v string) error { o.CertFile = v; return nil },
+	'k': func(o *Options, v string) error { o.KeyFile = v; return nil },
+	'z': func(o *Options, v string) error { o.Ciphers = v; return nil },
+}
+
+// ParseArgs parses args (without the program name) in the getopt manner
+// of the UCSPI tools: clustered flags, an option's argument attached or
+// next, "--" ends options, and host port program follow.
+func ParseArgs(args []string) (*Options, error) {
+	o := defaultOptions()
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			break
+		}
+		n, err := o.cluster(a[1:], args[i+1:])
+		if err != nil {
+			return nil, err
+		}
+		i += n
+	}
+	return o, o.positional(args[i:])
+}
+
+// cluster applies one "-abc" word and returns how many following words
+// it consumed as an option argument.
+func (o *Options) cluster(c string, rest []string) (int, error) {
+	for j := 0; j < len(c); j++ {
+		if set, ok := flagOptions[c[j]]; ok {
+			set(o)
+			continue
+		}
+		set, ok := argOptions[c[j]]
+		if !ok {
+			return 0, unknownOption(c[j])
+		}
+		if j+1 < len(c) {
+			return 0, optionArg(set, o, c[j], c[j+1:])
+		}
+		if len(rest) == 0 {
+			return 0, fmt.Errorf("%w: option -%c needs an argument", ErrUsage, c[j])
+		}
+		return 1, optionArg(set, o, c[j], rest[0])
+	}
+	return 0, nil
+}
+
+// unknownOption names tcpclient's IDENT options, which sslclient does
+// not implement, rather than calling them unknown.
+func unknownOption(c byte) error {
+	if c == 'r' || c == 't' {
+		return fmt.Errorf("%w: option -%c: sslclient makes no IDENT lookups", ErrUsage, c)
+	}
+	return fmt.Errorf("%w: unknown option -%c", ErrUsage, c)
+}
+
+func optionArg(set func(*Options, string) error, o *Options, opt byte, v string) error {
+	if err := set(o, v); err != nil {
+		return fmt.Errorf("%w: option -%c: %v", ErrUsage, opt, err)
+	}
+	return nil
+}
+
+func (o *Options) positional(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("%w: need host, port and program", ErrUsage)
+	}
+	o.Host, o.Port, o.Program = args[0], args[1], args[2:]
+	switch {
+	case o.Host == "":
+		return fmt.Errorf("%w: empty host", ErrUsage)
+	case o.Program[0] == "":
+		return fmt.Errorf("%w: empty program name", ErrUsage)
+	}
+	if _, err := parsePort(o.Port); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if o.LocalPort != "" {
+		if _, err := parsePort(o.LocalPort); err != nil {
+			return fmt.Errorf("%w: option -p: %v", ErrUsage, err)
+		}
+	}
+	return nil
+}
+
+// maxSeconds keeps every timeout, in milliseconds, inside the uint32 the
+// TLS process's configuration carries: about 24 days.
+const maxSeconds = 1 << 31 / 1000
+
+// connectTimeouts reads -T x+y; "x" alone means no second pass.
+func connectTimeouts(dst *[2]time.Duration, v string) error {
+	first, second, hasSecond := strings.Cut(v, "+")
+	var t [2]time.Duration
+	if err := seconds(&t[0], first, 1); err != nil {
+		return err
+	}
+	if hasSecond {
+		if err := seconds(&t[1], second, 0); err != nil {
+			return err
+		}
+	}
+	if t[0]+t[1] > maxSeconds*time.Second {
+		return fmt.Errorf("%q adds up to more than %d seconds", v, maxSeconds)
+	}
+	*dst = t
+	return nil
+}
+
+// seconds reads a timeout of at least min seconds.
+func seconds(dst *time.Duration, v string, min uint64) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n < min || n > maxSeconds {
+		return fmt.Errorf("%q is not a number of seconds from %d to %d", v, min, maxSeconds)
+	}
+	*dst = time.Duration(n) * time.Second
+	return nil
+}
+
+// Handshake is the TLS handshake's deadline: as in ucspi-ssl, -T x+y
+// bounds the SSL connection attempt too.
+func (o *Options) Handshake() time.Duration {
+	return o.Connect[0] + o.Connect[1]
+}
