@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 )
 
 // Options is sslclient's command line.
@@ -94,62 +96,21 @@ var argOptions = map[byte]func(o *Options, v string) error{
 // next, "--" ends options, and host port program follow.
 func ParseArgs(args []string) (*Options, error) {
 	o := defaultOptions()
-	i := 0
-	for ; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			i++
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			break
-		}
-		n, err := o.cluster(a[1:], args[i+1:])
-		if err != nil {
-			return nil, err
-		}
-		i += n
+	set := getopt.Set[*Options]{Flags: flagOptions, Args: argOptions, Unknown: unknownOption}
+	operands, err := set.Parse(o, args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	return o, o.positional(args[i:])
-}
-
-// cluster applies one "-abc" word and returns how many following words
-// it consumed as an option argument.
-func (o *Options) cluster(c string, rest []string) (int, error) {
-	for j := 0; j < len(c); j++ {
-		if set, ok := flagOptions[c[j]]; ok {
-			set(o)
-			continue
-		}
-		set, ok := argOptions[c[j]]
-		if !ok {
-			return 0, unknownOption(c[j])
-		}
-		if j+1 < len(c) {
-			return 0, optionArg(set, o, c[j], c[j+1:])
-		}
-		if len(rest) == 0 {
-			return 0, fmt.Errorf("%w: option -%c needs an argument", ErrUsage, c[j])
-		}
-		return 1, optionArg(set, o, c[j], rest[0])
-	}
-	return 0, nil
+	return o, o.positional(operands)
 }
 
 // unknownOption names tcpclient's IDENT options, which sslclient does
 // not implement, rather than calling them unknown.
 func unknownOption(c byte) error {
 	if c == 'r' || c == 't' {
-		return fmt.Errorf("%w: option -%c: sslclient makes no IDENT lookups", ErrUsage, c)
+		return fmt.Errorf("option -%c: sslclient makes no IDENT lookups", c)
 	}
-	return fmt.Errorf("%w: unknown option -%c", ErrUsage, c)
-}
-
-func optionArg(set func(*Options, string) error, o *Options, opt byte, v string) error {
-	if err := set(o, v); err != nil {
-		return fmt.Errorf("%w: option -%c: %v", ErrUsage, opt, err)
-	}
-	return nil
+	return fmt.Errorf("unknown option -%c", c)
 }
 
 func (o *Options) positional(args []string) error {

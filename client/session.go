@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/proc"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker/keys"
 )
@@ -306,7 +306,7 @@ func (ss *session) startProgram() error {
 		environ = env.Set(environ, fdVars()...) // the fd map has the last word
 	}
 	attr := &os.ProcAttr{Env: environ, Files: ss.f.program(ss.c.stderr, o.Delayed)}
-	p, err := os.StartProcess(lookPath(o.Program[0]), o.Program, attr)
+	p, err := os.StartProcess(proc.LookPath(o.Program[0]), o.Program, attr)
 	if err != nil {
 		return fmt.Errorf("unable to run %s: %w", o.Program[0], unwrapPath(err))
 	}
@@ -320,18 +320,6 @@ func fdVars() []env.Var {
 		{Name: "SSLREADFD", Value: strconv.Itoa(protocol.ProgramFdRead)},
 		{Name: "SSLWRITEFD", Value: strconv.Itoa(protocol.ProgramFdWrite)},
 	}
-}
-
-// lookPath finds the program as execvp would; a name with a slash is
-// used as it is, and a name not found is left for exec to report.
-func lookPath(name string) string {
-	if strings.Contains(name, "/") {
-		return name
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	return name
 }
 
 func unwrapPath(err error) error {
@@ -413,7 +401,7 @@ func (ss *session) wait(sigs <-chan os.Signal) int {
 		case st := <-workerDone:
 			ws = &st
 			if ps == nil && !st.ok() {
-				go terminate(ss.program, progGone)
+				go proc.Terminate(ss.program, progGone, termGrace)
 			}
 		case sig := <-sigs:
 			if sig == syscall.SIGTERM && ps == nil {
@@ -452,19 +440,6 @@ func reap(p *os.Process, done chan<- exitState, gone chan struct{}) {
 	}
 	if gone != nil {
 		close(gone)
-	}
-}
-
-// terminate sends SIGTERM, and SIGKILL if the program is still there
-// after termGrace.
-func terminate(p *os.Process, gone <-chan struct{}) {
-	p.Signal(syscall.SIGTERM)
-	t := time.NewTimer(termGrace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		p.Signal(syscall.SIGKILL)
-	case <-gone:
 	}
 }
 

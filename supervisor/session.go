@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/proc"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -247,7 +248,7 @@ func (ss *session) exec(tlsVars []env.Var) Process {
 	in, out, extra := ss.f.program(o.Delayed)
 	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, ss.ruleEnv)
 	environ = env.Set(environ, fdVars()...) // the fd map has the last word
-	p, err := s.spawn.Start(&ProcSpec{Path: lookPath(o.Program[0]), Args: o.Program, Env: environ,
+	p, err := s.spawn.Start(&ProcSpec{Path: proc.LookPath(o.Program[0]), Args: o.Program, Env: environ,
 		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})
 	if err != nil {
 		s.log.Warning("unable to run %s: %v", o.Program[0], err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/proc"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -174,24 +175,11 @@ func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan str
 		case <-workerDone:
 			workerDone = nil
 			if !progOver && ss.endCode != 0 {
-				go terminate(prog, progGone)
+				go proc.Terminate(prog, progGone, termGrace)
 			}
 		}
 	}
 	return ps
-}
-
-// terminate sends SIGTERM, and SIGKILL if the program is still there
-// after termGrace.
-func terminate(p Process, gone <-chan struct{}) {
-	p.Signal(syscall.SIGTERM)
-	t := time.NewTimer(termGrace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		p.Signal(syscall.SIGKILL)
-	case <-gone:
-	}
 }
 
 // logEnd: the worker's failure code if it failed, else the program's

@@ -53,14 +53,6 @@ type clientWorker struct {
 	exited   chan struct{} // closed when sslclient says the program is gone
 }
 
-// clientFailure is an error with the exit code it causes.
-type clientFailure struct {
-	code   int
-	reason string
-}
-
-func (f *clientFailure) Error() string { return f.reason }
-
 // verifyError marks a handshake refused by our own verification.
 type verifyError struct{ err error }
 
@@ -107,9 +99,9 @@ func (w *clientWorker) finish(err error) int {
 	if err == nil {
 		return protocol.ExitOK
 	}
-	var f *clientFailure
+	var f *failure
 	if !errors.As(err, &f) {
-		f = &clientFailure{code: protocol.ExitTemp, reason: err.Error()}
+		f = &failure{code: protocol.ExitTemp, reason: err.Error()}
 	}
 	w.parent.Send(&protocol.SessionFailed{Code: uint8(f.code), Reason: reasonText(f.reason)})
 	return f.code
@@ -299,27 +291,13 @@ func (w *clientWorker) watchParent() {
 // the program closed the control fd or exited without a command: the
 // session then simply ends, and the program may go on in plaintext.
 func (w *clientWorker) awaitCommand() (protocol.Command, error) {
-	go closeWhenDone(w.exited, w.ctl)
-	var b [1]byte
-	if _, err := io.ReadFull(w.ctl, b[:]); err != nil {
-		return 0, nil
-	}
-	c, err := protocol.ParseCommand(b[0])
-	if err != nil {
-		return 0, &clientFailure{code: protocol.ExitUsage, reason: err.Error()}
-	}
-	return c, nil
-}
-
-func closeWhenDone(done <-chan struct{}, c io.Closer) {
-	<-done
-	c.Close()
+	return readCommand(w.ctl, w.exited)
 }
 
 // serve takes the connection, does the handshake, answers the command,
 // and relays.
 func (w *clientWorker) serve(cmd protocol.Command) error {
-	tcp, err := serverConn()
+	tcp, err := tcpConn(os.NewFile(protocol.ClientWorkerFdConn, "server"), "server")
 	if err != nil {
 		return err
 	}
@@ -339,21 +317,6 @@ func (w *clientWorker) serve(cmd protocol.Command) error {
 	return nil
 }
 
-func serverConn() (*net.TCPConn, error) {
-	f := os.NewFile(protocol.ClientWorkerFdConn, "server")
-	c, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("server connection: %w", err)
-	}
-	tcp, ok := c.(*net.TCPConn)
-	if !ok {
-		c.Close()
-		return nil, errors.New("server connection is not TCP")
-	}
-	return tcp, nil
-}
-
 func (w *clientWorker) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 	conn := tls.Client(tcp, w.tlsConfig())
 	d := time.Duration(w.cfg.HandshakeMsec) * time.Millisecond
@@ -365,12 +328,12 @@ func (w *clientWorker) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 	case err == nil:
 		return conn, nil
 	case errors.As(err, &v):
-		return nil, &clientFailure{code: protocol.ExitTemp,
+		return nil, &failure{code: protocol.ExitTemp,
 			reason: fmt.Sprintf("unable to verify the certificate of %s: %v", tcp.RemoteAddr(), v.err)}
 	case ctx.Err() != nil:
 		err = fmt.Errorf("not done within %d seconds", d/time.Second)
 	}
-	return nil, &clientFailure{code: protocol.ExitTemp, reason: fmt.Sprintf("TLS handshake with %s failed: %v", tcp.RemoteAddr(), err)}
+	return nil, &failure{code: protocol.ExitTemp, reason: fmt.Sprintf("TLS handshake with %s failed: %v", tcp.RemoteAddr(), err)}
 }
 
 // tlsConfig verifies in verifyConnection rather than in crypto/tls, so
@@ -438,25 +401,13 @@ func (w *clientWorker) report(conn *tls.Conn) ([]byte, error) {
 	if w.sentCert {
 		own = w.cert.Leaf
 	}
-	var vars []protocol.Var
-	for _, v := range env.TLS(&cs, own, false, w.verify) {
-		vars = append(vars, protocol.Var{Name: v.Name, Value: v.Value})
-	}
+	vars := toProtocol(env.TLS(&cs, own, false, w.verify))
 	block, err := protocol.EncodeBlock(vars)
 	if err != nil {
 		return nil, err
 	}
-	done := &protocol.HandshakeDone{Protocol: varValue(vars, "SSL_PROTOCOL"), Cipher: varValue(vars, "SSL_CIPHER"), Block: block}
+	done := &protocol.HandshakeDone{Protocol: lookup(vars, "SSL_PROTOCOL"), Cipher: lookup(vars, "SSL_CIPHER"), Block: block}
 	return block, w.parent.Send(done)
-}
-
-func varValue(vars []protocol.Var, name string) string {
-	for _, v := range vars {
-		if v.Name == name {
-			return v.Value
-		}
-	}
-	return ""
 }
 
 // answer completes the control protocol under -y: the block after Y,

@@ -297,7 +297,7 @@ func (s *session) serve() error {
 		}
 		cmd = c
 	}
-	tcp, err := clientConn(s.conn)
+	tcp, err := tcpConn(s.conn, "client")
 	if err != nil {
 		return err
 	}
@@ -327,9 +327,16 @@ func (s *session) serve() error {
 // the program closed the control fd or exited without a command: the
 // session then simply ends.
 func (s *session) awaitCommand() (protocol.Command, error) {
-	go closeOnSignal(s.exited, s.ctl)
+	return readCommand(s.ctl, s.exited)
+}
+
+// readCommand reads the one control byte on ctl, giving up when exited
+// closes; 0 means there was none. An unknown byte is a failure with exit
+// code 100, refused before any handshake.
+func readCommand(ctl net.Conn, exited <-chan struct{}) (protocol.Command, error) {
+	go closeOnSignal(exited, ctl)
 	var b [1]byte
-	if _, err := io.ReadFull(s.ctl, b[:]); err != nil {
+	if _, err := io.ReadFull(ctl, b[:]); err != nil {
 		return 0, nil
 	}
 	c, err := protocol.ParseCommand(b[0])
@@ -344,18 +351,18 @@ func closeOnSignal(ch <-chan struct{}, c io.Closer) {
 	c.Close()
 }
 
-// clientConn wraps the TCP connection for the runtime poller, which
-// makes it non-blocking: only now, when TLS owns it.
-func clientConn(f *os.File) (*net.TCPConn, error) {
+// tcpConn wraps the TCP connection for the runtime poller, which makes
+// it non-blocking: only now, when TLS owns it.
+func tcpConn(f *os.File, peer string) (*net.TCPConn, error) {
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("client connection: %w", err)
+		return nil, fmt.Errorf("%s connection: %w", peer, err)
 	}
 	tcp, ok := c.(*net.TCPConn)
 	if !ok {
 		c.Close()
-		return nil, errors.New("client connection is not TCP")
+		return nil, fmt.Errorf("%s connection is not TCP", peer)
 	}
 	return tcp, nil
 }

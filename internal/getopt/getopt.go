@@ -1,0 +1,76 @@
+// Package getopt parses command lines the way the UCSPI tools do:
+// clustered flags (-vn), an option's argument attached (-c40) or in the
+// next word (-c 40), "--" to end the options, and the operands after.
+//
+//	set := getopt.Set[*Options]{Flags: flags, Args: withArgs}
+//	operands, err := set.Parse(o, os.Args[1:])
+package getopt
+
+import "fmt"
+
+// Set is what each option letter does to a T.
+type Set[T any] struct {
+	Flags map[byte]func(T)               // options without an argument
+	Args  map[byte]func(T, string) error // options with one
+	// Unknown, if set, gives the error for a letter neither map has, so a
+	// program can say why an option it leaves out is missing.
+	Unknown func(byte) error
+}
+
+// Parse applies the options in args to o and returns the operands.
+func (s Set[T]) Parse(o T, args []string) ([]string, error) {
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			break
+		}
+		n, err := s.cluster(o, a[1:], args[i+1:])
+		if err != nil {
+			return nil, err
+		}
+		i += n
+	}
+	return args[i:], nil
+}
+
+// cluster applies one "-abc" word and returns how many following words
+// it took as an option argument.
+func (s Set[T]) cluster(o T, c string, rest []string) (int, error) {
+	for j := 0; j < len(c); j++ {
+		if set, ok := s.Flags[c[j]]; ok {
+			set(o)
+			continue
+		}
+		set, ok := s.Args[c[j]]
+		if !ok {
+			return 0, s.unknown(c[j])
+		}
+		if j+1 < len(c) {
+			return 0, apply(set, o, c[j], c[j+1:])
+		}
+		if len(rest) == 0 {
+			return 0, fmt.Errorf("option -%c needs an argument", c[j])
+		}
+		return 1, apply(set, o, c[j], rest[0])
+	}
+	return 0, nil
+}
+
+func (s Set[T]) unknown(c byte) error {
+	if s.Unknown != nil {
+		return s.Unknown(c)
+	}
+	return fmt.Errorf("unknown option -%c", c)
+}
+
+func apply[T any](set func(T, string) error, o T, opt byte, v string) error {
+	if err := set(o, v); err != nil {
+		return fmt.Errorf("option -%c: %v", opt, err)
+	}
+	return nil
+}

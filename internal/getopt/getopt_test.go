@@ -1,0 +1,64 @@
+package getopt
+
+import (
+	"errors"
+	"reflect"
+	"strconv"
+	"testing"
+)
+
+type opts struct {
+	v, n bool
+	c    int
+}
+
+var set = Set[*opts]{
+	Flags: map[byte]func(*opts){'v': func(o *opts) { o.v = true }, 'n': func(o *opts) { o.n = true }},
+	Args: map[byte]func(*opts, string) error{'c': func(o *opts, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("not a number")
+		}
+		o.c = n
+		return nil
+	}},
+}
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		args     []string
+		want     opts
+		operands []string
+		err      string
+	}{
+		{[]string{"-vn", "-c40", "h", "p"}, opts{v: true, n: true, c: 40}, []string{"h", "p"}, ""},
+		{[]string{"-c", "7", "-v", "h"}, opts{v: true, c: 7}, []string{"h"}, ""},
+		{[]string{"-vc", "3", "--", "-n"}, opts{v: true, c: 3}, []string{"-n"}, ""},
+		{[]string{"-", "x"}, opts{}, []string{"-", "x"}, ""},
+		{[]string{"h", "-v"}, opts{}, []string{"h", "-v"}, ""},
+		{[]string{"-k"}, opts{}, nil, "unknown option -k"},
+		{[]string{"-vc"}, opts{v: true}, nil, "option -c needs an argument"},
+		{[]string{"-c", "x"}, opts{}, nil, "option -c: not a number"},
+	}
+	for _, c := range cases {
+		var o opts
+		operands, err := set.Parse(&o, c.args)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("%q: error %v, want %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || o != c.want || !reflect.DeepEqual(operands, c.operands) {
+			t.Errorf("%q: got %+v %q %v, want %+v %q", c.args, o, operands, err, c.want, c.operands)
+		}
+	}
+}
+
+func TestUnknownHook(t *testing.T) {
+	s := set
+	s.Unknown = func(c byte) error { return errors.New("no -" + string(c) + " here") }
+	if _, err := s.Parse(&opts{}, []string{"-r"}); err == nil || err.Error() != "no -r here" {
+		t.Errorf("Unknown hook not used: %v", err)
+	}
+}
