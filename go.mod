@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/hashicorp/go-hclog v1.6.3
+	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0
 )
 

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -26,27 +25,10 @@ const dnsTimeout = 26 * time.Second
 // root's dot.
 const maxNameLen = 253
 
-// resolver is what identify asks of DNS; *net.Resolver has it.
+// resolver is what identify asks of DNS; dnsClient has it.
 type resolver interface {
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
-// newResolver returns Go's own resolver, whose lookups a context can
-// stop (the C library's cannot be), asking the cache in $DNSCACHEIP when
-// set and the servers of /etc/resolv.conf otherwise. A malformed
-// DNSCACHEIP makes every lookup fail rather than quietly ask another
-// server. Go's resolver consults /etc/hosts before DNS in either case,
-// as /etc/nsswitch.conf usually says.
-func newResolver(getenv func(string) string) *net.Resolver {
-	r := &net.Resolver{PreferGo: true}
-	v := getenv(dnsCacheVar)
-	if v == "" {
-		return r
-	}
-	addr, err := parseDNSCache(v)
-	r.Dial = cacheDialer{addr: addr, err: err}.dial
-	return r
 }
 
 // parseDNSCache reads DNSCACHEIP: an IP address (port 53), or IP:port.
@@ -60,21 +42,6 @@ func parseDNSCache(v string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("%s=%q is not an IP address or IP:port", dnsCacheVar, v)
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-}
-
-// cacheDialer sends every query to the one cache, whatever server
-// /etc/resolv.conf names.
-type cacheDialer struct {
-	addr netip.AddrPort
-	err  error
-}
-
-func (c cacheDialer) dial(ctx context.Context, network, _ string) (net.Conn, error) {
-	if c.err != nil {
-		return nil, c.err
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, c.addr.String())
 }
 
 // remoteName is ip's name from its PTR record, "" when there is none or

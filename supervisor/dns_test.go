@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -30,9 +31,9 @@ func TestResolverDNSCacheIP(t *testing.T) {
 }
 
 func TestResolverUnsetUsesResolvConf(t *testing.T) {
-	r := newResolver(func(string) string { return "" })
-	if !r.PreferGo || r.Dial != nil {
-		t.Errorf("without DNSCACHEIP the resolver must be Go's own on /etc/resolv.conf; got PreferGo %v, Dial set %v", r.PreferGo, r.Dial != nil)
+	r, ok := newResolver(func(string) string { return "" }).(*dnsClient)
+	if !ok || r.err != nil || !reflect.DeepEqual(r.servers, resolvConfServers("/etc/resolv.conf")) {
+		t.Errorf("without DNSCACHEIP the client must ask /etc/resolv.conf's servers; got %+v", r)
 	}
 }
 

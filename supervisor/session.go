@@ -291,5 +291,18 @@ func (ss *session) localInfo() string {
 }
 
 func (ss *session) remoteInfo() string {
-	return fmt.Sprintf("%s:%s:%s:%d", ss.ep.RemoteHost, ss.ep.RemoteIP, ss.ep.RemoteInfo, ss.ep.RemotePort)
+	return fmt.Sprintf("%s:%s:%s:%d", ss.ep.RemoteHost, ss.ep.RemoteIP, logSafe(ss.ep.RemoteInfo), ss.ep.RemotePort)
+}
+
+// logSafe writes '?' for every byte of an IDENT answer that could change
+// a log line's fields: blanks, controls, non-ASCII and ':', as tcpserver
+// does. The program's environment gets the answer as it came.
+func logSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 33 || c > 126 || c == ':' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }

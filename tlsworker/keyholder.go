@@ -33,12 +33,14 @@ func KeyHolderMain() int {
 	f := os.NewFile(protocol.KeyHolderFdSupervisor, "supervisor")
 	sup, err := protocol.NewChannel(f)
 	if err != nil {
-		return fail("keyholder", err)
+		return fail(protocol.KeyHolderArgv0, err)
 	}
 	signers, err := loadKeys(sup)
 	if err != nil {
-		sup.Send(&protocol.KeysFailed{Reason: err.Error()})
-		return fail("keyholder", err)
+		if sup.Send(&protocol.KeysFailed{Reason: err.Error()}) == nil {
+			return protocol.ExitTemp // the supervisor logs it, once
+		}
+		return fail(protocol.KeyHolderArgv0, err)
 	}
 	return serveSupervisor(sup, signers)
 }
@@ -126,16 +128,16 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 			return protocol.ExitOK
 		}
 		if err != nil {
-			return fail("keyholder", err)
+			return fail(protocol.KeyHolderArgv0, err)
 		}
 		nw, ok := m.(*protocol.NewWorker)
 		if !ok {
 			closeFiles(files)
-			return fail("keyholder", fmt.Errorf("unexpected message type %d from supervisor", m.Type()))
+			return fail(protocol.KeyHolderArgv0, fmt.Errorf("unexpected message type %d from supervisor", m.Type()))
 		}
 		ch, err := protocol.NewChannel(files[0])
 		if err != nil {
-			return fail("keyholder", err)
+			return fail(protocol.KeyHolderArgv0, err)
 		}
 		w := &workerClient{ch: ch, signers: signers, budget: int(nw.Signs), wait: time.Duration(nw.WaitMsec) * time.Millisecond}
 		go w.serve()
