@@ -16,7 +16,9 @@ import (
 // SOCK_SEQPACKET socket: one message per datagram, descriptors attached
 // with SCM_RIGHTS.
 type Channel struct {
-	c *net.UnixConn
+	c   *net.UnixConn
+	buf []byte // Recv's datagram buffer; a channel has one reader at a time
+	oob []byte
 }
 
 // Pair returns both ends of a new channel as files, ready to be handed to
@@ -75,12 +77,17 @@ func (ch *Channel) Send(m Message, files ...*os.File) error {
 	return err
 }
 
-// Recv reads one message. A truncated datagram, an unknown type, a
+// Recv reads one message; it must not be called from two goroutines at
+// once (the decoded message copies what it keeps, so the buffer is
+// reused). A truncated datagram, an unknown type, a
 // malformed body or the wrong number of descriptors is an error, and any
 // descriptors that came with it are closed. The peer hanging up is io.EOF.
 func (ch *Channel) Recv() (Message, []*os.File, error) {
-	p := make([]byte, MaxMsg+1)
-	oob := make([]byte, unix.CmsgSpace(MaxKeyFiles*4))
+	if ch.buf == nil {
+		ch.buf = make([]byte, MaxMsg+1)
+		ch.oob = make([]byte, unix.CmsgSpace(MaxKeyFiles*4))
+	}
+	p, oob := ch.buf, ch.oob
 	n, oobn, flags, _, err := ch.c.ReadMsgUnix(p, oob)
 	if errors.Is(err, syscall.ECONNRESET) {
 		// The peer closed with a message of ours unread. Linux reports

@@ -2,6 +2,8 @@ package tlsworker
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -72,6 +74,9 @@ func (r *relay) clientToProgram(done chan<- struct{}) {
 			}
 		}
 		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.stop() // the client is gone, not done: nobody takes the program's output
+			}
 			return
 		}
 	}
@@ -85,6 +90,9 @@ func (r *relay) programToClient(done chan<- struct{}) {
 		if n > 0 {
 			r.touch()
 			if _, werr := r.tls.Write(buf[:n]); werr != nil {
+				// The client is gone: stop both ways, or a program blocked
+				// writing its output would keep the session open.
+				r.stop()
 				return
 			}
 		}
