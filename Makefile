@@ -69,7 +69,10 @@ demo: build
 
 ## bench: run the benchmarks
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(if $(filter 1,$(BENCH_QUICK)),100ms,500ms) \
+		$$($(GO) list $(PKGS) | grep -v '/integration$$')
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+	bin/sslbench run $(if $(filter 1,$(BENCH_QUICK)),-quick) $(BENCHFLAGS)
 
 ## fuzz: run every Fuzz* target for FUZZTIME each (default 20s)
 fuzz:

@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Variants is the default line-up, in the order each round visits them.
+// A variant is one line: its first word picks how the server is started
+// (a key of kinds), words of the form NAME=value go into its environment
+// and the others are extra flags for it, so that "sslserver -w 60" is
+// sslserver with -w 60 added to its command line, and "sslserver
+// SSL_PREFORK=0" is sslserver starting a worker per connection on
+// demand instead of keeping four ready. For stunnel4 every extra word is
+// a line of its service's configuration ("stunnel4 TIMEOUTclose=0").
+var Variants = []string{
+	"sslserver",
+	"sslserver SSL_PREFORK=0",
+	"ceiling",
+	"stunnel4",
+	"socat",
+	"tcpserver",
+}
+
+// The variants every other one is compared with.
+const (
+	refPeer    = "stunnel4"
+	refCeiling = "ceiling"
+)
+
+// setup is what a cell asks of every server: listen on addr, present
+// cert, and run program for each connection.
+type setup struct {
+	dir     string // for configuration files
+	addr    string // 127.0.0.1:port
+	port    int
+	cert    *certFiles
+	program []string // argv; program[0] is a path
+	// starttls: the program turns TLS on itself (UCSPI-TLS, sslserver -n);
+	// servers without UCSPI-TLS use their own STARTTLS, if any.
+	starttls bool
+	maxConn  int
+}
+
+// tools is where the driver finds its own programs.
+type tools struct {
+	bin  string // directory with sslserver and ucspitls-smtpd
+	self string // the sslbench binary, which serves the ceiling
+	// nobody's ids, for sslserver's workers and key holder
+	uid, gid int
+}
+
+// kind is one way of starting a server.
+type kind struct {
+	config   bool   // extra words are configuration lines, not flags and environment
+	tls      bool   // false: plaintext, the spawn floor
+	starttls bool   // can serve an SMTP program through STARTTLS
+	x25519   bool   // can agree on X25519 (socat 1.7 offers P-256 only)
+	root     bool   // must run as root
+	binary   string // looked up in PATH, or in tools.bin when local
+	local    bool
+	pkg      string // the Debian package that brings binary
+	command  func(t *tools, s *setup, extra []string) (*exec.Cmd, error)
+}
+
+var kinds = map[string]*kind{
+	"sslserver": {tls: true, starttls: true, x25519: true, root: true, binary: "sslserver", local: true, command: sslserverCmd},
+	"ceiling":   {tls: true, starttls: true, x25519: true, command: ceilingCmd},
+	"stunnel4":  {config: true, tls: true, starttls: true, x25519: true, binary: "stunnel4", pkg: "stunnel4", command: stunnelCmd},
+	"socat":     {tls: true, binary: "socat", pkg: "socat", command: socatCmd},
+	"tcpserver": {binary: "tcpserver", pkg: "ucspi-tcp", command: tcpserverCmd},
+}
+
+// variant is one entry of the line-up.
+type variant struct {
+	name  string
+	kind  *kind
+	env   []string // NAME=value
+	extra []string
+}
+
+func parseVariant(s string) (*variant, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return nil, errors.New("empty server variant")
+	}
+	k, ok := kinds[f[0]]
+	if !ok {
+		return nil, fmt.Errorf("server variant %q: unknown server %q", s, f[0])
+	}
+	v := &variant{name: strings.Join(f, " "), kind: k}
+	for _, w := range f[1:] {
+		if name, _, ok := strings.Cut(w, "="); ok && !k.config && envName.MatchString(name) {
+			v.env = append(v.env, w)
+		} else {
+			v.extra = append(v.extra, w)
+		}
+	}
+	return v, nil
+}
+
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+// packages lists the Debian packages the line-up needs.
+func packages(vs []*variant) []string {
+	var out []string
+	for _, v := range vs {
+		if p := v.kind.pkg; p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// available says why a variant cannot run here, or nil.
+func (v *variant) available(t *tools) error {
+	if v.kind.root && os.Geteuid() != 0 {
+		return errors.New("needs root")
+	}
+	if v.kind.binary == "" {
+		return nil
+	}
+	_, err := v.path(t)
+	return err
+}
+
+func (v *variant) path(t *tools) (string, error) {
+	if v.kind.local {
+		p := filepath.Join(t.bin, v.kind.binary)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s is missing: run make build", p)
+		}
+		return p, nil
+	}
+	p, err := exec.LookPath(v.kind.binary)
+	if err != nil {
+		return "", fmt.Errorf("%s is not installed (Debian package %s)", v.kind.binary, v.kind.pkg)
+	}
+	return p, nil
+}
+
+// serves says whether the variant can run the cell at all. A plaintext
+// server runs the SMTP program without STARTTLS, but has nothing to show
+// where only the key or the key exchange differs.
+func (v *variant) serves(c *cell) bool {
+	if !v.kind.tls {
+		return !c.x25519 && c.key == ecdsaP256
+	}
+	return (c.prog != progSMTP || v.kind.starttls) && (!c.x25519 || v.kind.x25519)
+}
+
+// command builds the variant's command line for s.
+func (v *variant) command(t *tools, s *setup) (*exec.Cmd, error) {
+	cmd, err := v.kind.command(t, s, v.extra)
+	if err != nil || len(v.env) == 0 {
+		return cmd, err
+	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, v.env...)
+	return cmd, nil
+}
+
+// ucspiFlags are the flags sslserver and tcpserver share: no DNS or IDENT
+// lookups (the TLS peers do none), TCP_NODELAY, room for every client.
+func ucspiFlags(s *setup) []string {
+	return []string{"-H", "-R", "-l", "localhost", "-D", "-c", strconv.Itoa(s.maxConn), "-b", "1024"}
+}
+
+func sslserverCmd(t *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	args := ucspiFlags(s)
+	if s.starttls {
+		args = append(args, "-n")
+	}
+	args = append(args, extra...)
+	args = append(args, "127.0.0.1", strconv.Itoa(s.port))
+	cmd := exec.Command(filepath.Join(t.bin, "sslserver"), append(args, s.program...)...)
+	cmd.Env = append(os.Environ(), "CERTFILE="+s.cert.Cert, "KEYFILE="+s.cert.Key,
+		"SSL_UID="+strconv.Itoa(t.uid), "SSL_GID="+strconv.Itoa(t.gid))
+	return cmd, nil
+}
+
+func ceilingCmd(t *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	args := []string{"ceiling", "-cert", s.cert.Cert, "-key", s.cert.Key, "-addr", s.addr}
+	if s.starttls {
+		args = append(args, "-n")
+	}
+	args = append(args, extra...)
+	args = append(args, "--")
+	return exec.Command(t.self, append(args, s.program...)...), nil
+}
+
+func tcpserverCmd(_ *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	args := append(ucspiFlags(s), extra...)
+	args = append(args, "127.0.0.1", strconv.Itoa(s.port))
+	return exec.Command("tcpserver", append(args, s.program...)...), nil
+}
+
+// socatCmd: one socat child per connection, which forks the program.
+// nodelay matches the others; socat's exec splits its argument at spaces.
+func socatCmd(_ *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	listen := fmt.Sprintf("openssl-listen:%d,bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay,cert=%s,key=%s,verify=0",
+		s.port, s.cert.Cert, s.cert.Key)
+	args := append(append([]string{}, extra...), listen, "exec:"+strings.Join(s.program, " "))
+	return exec.Command("socat", args...), nil
+}
+
+// stunnelCmd writes a configuration with one service and runs stunnel in
+// the foreground, logging errors only as sslserver's default -Q does.
+// Its STARTTLS is "protocol = smtp": stunnel itself answers EHLO and
+// STARTTLS and hands the program the session after the handshake.
+func stunnelCmd(_ *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	conf := filepath.Join(s.dir, fmt.Sprintf("stunnel-%d.conf", s.port))
+	var b strings.Builder
+	fmt.Fprintf(&b, "foreground = yes\npid =\nsyslog = no\ndebug = 3\n\n[bench]\n")
+	fmt.Fprintf(&b, "accept = %s\ncert = %s\nkey = %s\n", s.addr, s.cert.Cert, s.cert.Key)
+	fmt.Fprintf(&b, "exec = %s\nexecArgs = %s\n", s.program[0], strings.Join(s.program, " "))
+	if s.starttls {
+		b.WriteString("protocol = smtp\n")
+	}
+	for _, line := range extra {
+		// Extra "flags" of stunnel are service options: "stunnel4 TIMEOUTclose=0".
+		b.WriteString(strings.Replace(line, "=", " = ", 1) + "\n")
+	}
+	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return exec.Command("stunnel4", conf), nil
+}
