@@ -9,27 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
-// vectorDir is shared/testdata/tcprules, found next to the module root
-// (the directory above the first go.mod up from the test's directory).
-func vectorDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "testdata", "tcprules")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
+func vectorDir(t testing.TB) string { return testutil.SharedTestdata(t, "tcprules") }
 
 func vectorFile(t testing.TB, name string) string {
 	t.Helper()

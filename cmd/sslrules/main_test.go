@@ -8,37 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
-
-// vectorFile is a file of shared/testdata/tcprules, which sits next to the
-// module root (the first directory with a go.mod above the test's).
-func vectorFile(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "testdata", "tcprules", name)
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-}
-
-// buildBinary builds this command into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), progName)
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 type result struct {
 	code   int
@@ -159,3 +131,9 @@ func TestIOErrors(t *testing.T) {
 	}
 	mustNotExist(t, filepath.Join(dir, "rules.cdb"))
 }
+
+func vectorFile(t *testing.T, name string) string {
+	return testutil.SharedTestdata(t, "tcprules", name)
+}
+
+func buildBinary(t *testing.T) string { return testutil.BuildCommand(t, progName) }
