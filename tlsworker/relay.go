@@ -14,6 +14,16 @@ import (
 // relayBuf is one TLS record's worth of plaintext.
 const relayBuf = 16 << 10
 
+// Relay moves plaintext between a TLS connection (over tcp) and a
+// program's pipes until the session is over, as a worker does: see
+// relay. The pipes must be non-blocking (os.Pipe's are). The in-process
+// server of make bench uses it, so the ceiling it measures relays
+// exactly as sslserver does.
+func Relay(conn *tls.Conn, tcp *net.TCPConn, toProg, fromProg *os.File, idle time.Duration, exited <-chan struct{}) {
+	r := &relay{tls: conn, tcp: tcp, toProg: toProg, fromProg: fromProg, idle: idle, exited: exited}
+	r.run()
+}
+
 // relay moves plaintext between the TLS connection and the program's
 // pipes, with half-close in both directions: the client's EOF closes the
 // program's input, the program's EOF sends close_notify and a FIN.
