@@ -76,18 +76,11 @@ func newClientWorker() (*clientWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch.SetReadDeadline(time.Now().Add(startupWait))
-	m, files, err := ch.Recv()
+	m, files, err := recvFirst(ch, protocol.MsgClientConfig, "the configuration")
 	if err != nil {
-		return nil, fmt.Errorf("waiting for configuration: %w", err)
+		return nil, err
 	}
-	cfg, ok := m.(*protocol.ClientConfig)
-	if !ok {
-		closeFiles(files)
-		return nil, fmt.Errorf("message type %d before the configuration", m.Type())
-	}
-	ch.SetReadDeadline(time.Time{})
-	w := &clientWorker{cfg: cfg, parent: ch, exited: make(chan struct{})}
+	w := &clientWorker{cfg: m.(*protocol.ClientConfig), parent: ch, exited: make(chan struct{})}
 	if len(files) == 1 {
 		w.keyFile = files[0]
 	}

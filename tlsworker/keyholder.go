@@ -50,17 +50,28 @@ func fail(who string, err error) int {
 	return protocol.ExitTemp
 }
 
-func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
-	sup.SetReadDeadline(time.Now().Add(startupWait))
-	m, files, err := sup.Recv()
+// recvFirst reads a confined process's first message, which must be of
+// type want, within startupWait; what names it in errors.
+func recvFirst(ch *protocol.Channel, want protocol.MsgType, what string) (protocol.Message, []*os.File, error) {
+	ch.SetReadDeadline(time.Now().Add(startupWait))
+	defer ch.SetReadDeadline(time.Time{})
+	m, files, err := ch.Recv()
 	if err != nil {
-		return nil, fmt.Errorf("waiting for keys: %w", err)
+		return nil, nil, fmt.Errorf("waiting for %s: %w", what, err)
 	}
-	km, ok := m.(*protocol.Keys)
-	if !ok {
+	if m.Type() != want {
 		closeFiles(files)
-		return nil, fmt.Errorf("message type %d before the keys", m.Type())
+		return nil, nil, fmt.Errorf("message type %d before %s", m.Type(), what)
 	}
+	return m, files, nil
+}
+
+func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
+	m, files, err := recvFirst(sup, protocol.MsgKeys, "the keys")
+	if err != nil {
+		return nil, err
+	}
+	km := m.(*protocol.Keys)
 	// Confine first: the key files are already open, and their contents
 	// are parsed with no privilege left to lose.
 	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, MaxFiles: uint64(km.MaxFiles)}
@@ -73,7 +84,6 @@ func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sup.SetReadDeadline(time.Time{})
 	return signers, sendPublic(sup, signers)
 }
 

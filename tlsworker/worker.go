@@ -80,17 +80,11 @@ func newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	sup.SetReadDeadline(time.Now().Add(startupWait))
-	m, _, err := sup.Recv()
+	m, _, err := recvFirst(sup, protocol.MsgWorkerConfig, "the configuration")
 	if err != nil {
-		return nil, fmt.Errorf("waiting for configuration: %w", err)
+		return nil, err
 	}
-	cfg, ok := m.(*protocol.WorkerConfig)
-	if !ok {
-		return nil, fmt.Errorf("message type %d before the configuration", m.Type())
-	}
-	sup.SetReadDeadline(time.Time{})
-	return &worker{cfg: cfg, sup: sup, msgs: make(chan supMsg)}, nil
+	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, msgs: make(chan supMsg)}, nil
 }
 
 // start confines the worker, parses its certificates and says it is
