@@ -3,7 +3,6 @@ package client
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -83,7 +82,7 @@ var argOptions = map[byte]func(o *Options, v string) error{
 	'p': func(o *Options, v string) error { o.LocalPort = v; return nil },
 	'T': func(o *Options, v string) error { return connectTimeouts(&o.Connect, v) },
 	'l': func(o *Options, v string) error { o.LocalName = v; return nil },
-	'w': func(o *Options, v string) error { return seconds(&o.Idle, v, 0) },
+	'w': func(o *Options, v string) error { return getopt.Seconds(&o.Idle, v, 0) },
 	'a': func(o *Options, v string) error { o.CAFile = v; return nil },
 	'A': func(o *Options, v string) error { o.CADir = v; return nil },
 	'c': func(o *Options, v string) error { o.CertFile = v; return nil },
@@ -135,36 +134,22 @@ func (o *Options) positional(args []string) error {
 	return nil
 }
 
-// maxSeconds keeps every timeout, in milliseconds, inside the uint32 the
-// TLS process's configuration carries: about 24 days.
-const maxSeconds = 1 << 31 / 1000
-
 // connectTimeouts reads -T x+y; "x" alone means no second pass.
 func connectTimeouts(dst *[2]time.Duration, v string) error {
 	first, second, hasSecond := strings.Cut(v, "+")
 	var t [2]time.Duration
-	if err := seconds(&t[0], first, 1); err != nil {
+	if err := getopt.Seconds(&t[0], first, 1); err != nil {
 		return err
 	}
 	if hasSecond {
-		if err := seconds(&t[1], second, 0); err != nil {
+		if err := getopt.Seconds(&t[1], second, 0); err != nil {
 			return err
 		}
 	}
-	if t[0]+t[1] > maxSeconds*time.Second {
-		return fmt.Errorf("%q adds up to more than %d seconds", v, maxSeconds)
+	if t[0]+t[1] > getopt.MaxSeconds*time.Second {
+		return fmt.Errorf("%q adds up to more than %d seconds", v, getopt.MaxSeconds)
 	}
 	*dst = t
-	return nil
-}
-
-// seconds reads a timeout of at least min seconds.
-func seconds(dst *time.Duration, v string, min uint64) error {
-	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil || n < min || n > maxSeconds {
-		return fmt.Errorf("%q is not a number of seconds from %d to %d", v, min, maxSeconds)
-	}
-	*dst = time.Duration(n) * time.Second
 	return nil
 }
 

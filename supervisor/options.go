@@ -98,9 +98,9 @@ var argOptions = map[byte]func(o *Options, v string) error{
 	'u': func(o *Options, v string) error { return id(&o.UID, v) },
 	'g': func(o *Options, v string) error { return id(&o.GID, v) },
 	'l': func(o *Options, v string) error { o.LocalName = v; return nil },
-	't': func(o *Options, v string) error { return seconds(&o.IdentTimeout, v, 1) },
-	'T': func(o *Options, v string) error { return seconds(&o.Handshake, v, 1) },
-	'w': func(o *Options, v string) error { return seconds(&o.Idle, v, 0) },
+	't': func(o *Options, v string) error { return getopt.Seconds(&o.IdentTimeout, v, 1) },
+	'T': func(o *Options, v string) error { return getopt.Seconds(&o.Handshake, v, 1) },
+	'w': func(o *Options, v string) error { return getopt.Seconds(&o.Idle, v, 0) },
 	'I': func(o *Options, v string) error { o.Interface = v; return nil },
 }
 
@@ -137,20 +137,6 @@ func positive(dst *int, v string) error {
 		return fmt.Errorf("%q is not a positive number", v)
 	}
 	*dst = n
-	return nil
-}
-
-// maxSeconds keeps every timeout, in milliseconds, inside the uint32 the
-// worker's configuration carries, with room for margins: about 24 days.
-const maxSeconds = 1 << 31 / 1000
-
-// seconds reads a timeout of at least min seconds.
-func seconds(dst *time.Duration, v string, min uint64) error {
-	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil || n < min || n > maxSeconds {
-		return fmt.Errorf("%q is not a number of seconds from %d to %d", v, min, maxSeconds)
-	}
-	*dst = time.Duration(n) * time.Second
 	return nil
 }
 

@@ -6,7 +6,11 @@
 //	operands, err := set.Parse(o, os.Args[1:])
 package getopt
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Set is what each option letter does to a T.
 type Set[T any] struct {
@@ -72,5 +76,21 @@ func apply[T any](set func(T, string) error, o T, opt byte, v string) error {
 	if err := set(o, v); err != nil {
 		return fmt.Errorf("option -%c: %v", opt, err)
 	}
+	return nil
+}
+
+// MaxSeconds keeps every timeout, in milliseconds, inside the uint32 the
+// confined processes' configurations carry, with room for margins: about
+// 24 days.
+const MaxSeconds = 1 << 31 / 1000
+
+// Seconds reads a timeout option's argument: a whole number of seconds
+// from min to MaxSeconds.
+func Seconds(dst *time.Duration, v string, min uint64) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n < min || n > MaxSeconds {
+		return fmt.Errorf("%q is not a number of seconds from %d to %d", v, min, MaxSeconds)
+	}
+	*dst = time.Duration(n) * time.Second
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 )
 
 type opts struct {
@@ -60,5 +61,20 @@ func TestUnknownHook(t *testing.T) {
 	s.Unknown = func(c byte) error { return errors.New("no -" + string(c) + " here") }
 	if _, err := s.Parse(&opts{}, []string{"-r"}); err == nil || err.Error() != "no -r here" {
 		t.Errorf("Unknown hook not used: %v", err)
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	var d time.Duration
+	if err := Seconds(&d, "26", 1); err != nil || d != 26*time.Second {
+		t.Errorf("26: %v %v", d, err)
+	}
+	for _, v := range []string{"0", "-1", "x", "", "2147484"} {
+		if err := Seconds(&d, v, 1); err == nil {
+			t.Errorf("%q accepted", v)
+		}
+	}
+	if err := Seconds(&d, "0", 0); err != nil || d != 0 {
+		t.Errorf("0 with min 0: %v %v", d, err)
 	}
 }
