@@ -55,7 +55,7 @@ func startServer(ctx context.Context, v *variant, t *tools, st *setup, c *cell, 
 	if err != nil {
 		return nil, err
 	}
-	logName := fmt.Sprintf("%s-%d.log", strings.ReplaceAll(v.name, " ", "_"), st.port)
+	logName := fmt.Sprintf("%s-%d.log", strings.NewReplacer(" ", "_", "/", "_").Replace(v.name), st.port)
 	logf, err := os.Create(filepath.Join(st.dir, logName))
 	if err != nil {
 		return nil, err

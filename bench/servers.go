@@ -84,6 +84,7 @@ type variant struct {
 	kind  *kind
 	env   []string // NAME=value
 	extra []string
+	bin   string // "@DIR": this variant's own build of a local binary
 }
 
 func parseVariant(s string) (*variant, error) {
@@ -97,6 +98,10 @@ func parseVariant(s string) (*variant, error) {
 	}
 	v := &variant{name: strings.Join(f, " "), kind: k}
 	for _, w := range f[1:] {
+		if dir, ok := strings.CutPrefix(w, "@"); ok && k.local {
+			v.bin = dir
+			continue
+		}
 		if name, _, ok := strings.Cut(w, "="); ok && !k.config && envName.MatchString(name) {
 			v.env = append(v.env, w)
 		} else {
@@ -131,7 +136,18 @@ func (v *variant) available(t *tools) error {
 	return err
 }
 
+// tools is t, with the variant's own directory of local binaries.
+func (v *variant) tools(t *tools) *tools {
+	if v.bin == "" {
+		return t
+	}
+	vt := *t
+	vt.bin = v.bin
+	return &vt
+}
+
 func (v *variant) path(t *tools) (string, error) {
+	t = v.tools(t)
 	if v.kind.local {
 		p := filepath.Join(t.bin, v.kind.binary)
 		if _, err := os.Stat(p); err != nil {
@@ -158,7 +174,7 @@ func (v *variant) serves(c *cell) bool {
 
 // command builds the variant's command line for s.
 func (v *variant) command(t *tools, s *setup) (*exec.Cmd, error) {
-	cmd, err := v.kind.command(t, s, v.extra)
+	cmd, err := v.kind.command(v.tools(t), s, v.extra)
 	if err != nil || len(v.env) == 0 {
 		return cmd, err
 	}

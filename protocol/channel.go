@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,9 +18,16 @@ import (
 // with SCM_RIGHTS.
 type Channel struct {
 	c   *net.UnixConn
-	buf []byte // Recv's datagram buffer; a channel has one reader at a time
-	oob []byte
+	rc  syscall.RawConn
+	oob []byte // Recv's control buffer; a channel has one reader at a time
 }
+
+// recvBufs holds the datagram buffers of Recv, MaxMsg+1 bytes each. A
+// buffer is taken only once a datagram is waiting and given back as soon
+// as it is decoded, so a process with many channels idle (the supervisor
+// with a thousand sessions, the key holder) holds none of them, and a
+// new channel costs no 128 KiB allocation to clear and collect.
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, MaxMsg+1); return &b }}
 
 // Pair returns both ends of a new channel as files, ready to be handed to
 // a child or to NewChannel.
@@ -53,7 +61,12 @@ func NewChannel(f *os.File) (*Channel, error) {
 		c.Close()
 		return nil, fmt.Errorf("channel on %s: not a unix socket", f.Name())
 	}
-	return &Channel{c: uc}, nil
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("channel on %s: %w", f.Name(), err)
+	}
+	return &Channel{c: uc, rc: rc, oob: make([]byte, unix.CmsgSpace(MaxKeyFiles*4))}, nil
 }
 
 // Send writes m as one datagram with files attached.
@@ -83,23 +96,48 @@ func (ch *Channel) Send(m Message, files ...*os.File) error {
 // malformed body or the wrong number of descriptors is an error, and any
 // descriptors that came with it are closed. The peer hanging up is io.EOF.
 func (ch *Channel) Recv() (Message, []*os.File, error) {
-	if ch.buf == nil {
-		ch.buf = make([]byte, MaxMsg+1)
-		ch.oob = make([]byte, unix.CmsgSpace(MaxKeyFiles*4))
+	var (
+		bp             *[]byte
+		n, oobn, flags int
+		rerr           error
+		resets         int
+	)
+	err := ch.rc.Read(func(fd uintptr) bool {
+		bp = recvBufs.Get().(*[]byte)
+		for {
+			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), *bp, ch.oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+			if rerr == unix.ECONNRESET && resets == 0 {
+				// The peer closed with a message of ours unread. Linux
+				// reports that once, ahead of what the peer sent before
+				// it closed; the next read returns those messages, then
+				// the hangup.
+				resets++
+				continue
+			}
+			break
+		}
+		if rerr == unix.EAGAIN {
+			recvBufs.Put(bp)
+			bp = nil
+			return false // wait in the poller, holding no buffer
+		}
+		return true
+	})
+	if bp != nil {
+		defer recvBufs.Put(bp)
 	}
-	p, oob := ch.buf, ch.oob
-	n, oobn, flags, _, err := ch.c.ReadMsgUnix(p, oob)
-	if errors.Is(err, syscall.ECONNRESET) {
-		// The peer closed with a message of ours unread. Linux reports
-		// that once, ahead of what the peer sent before it closed; the
-		// next read returns those messages, then the hangup.
-		n, oobn, flags, _, err = ch.c.ReadMsgUnix(p, oob)
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("recvmsg", rerr)
 	}
 	if err != nil {
+		if oobn > 0 {
+			files, _ := parseRights(ch.oob[:oobn])
+			closeAll(files)
+		}
 		return nil, nil, err
 	}
-	files, ferr := parseRights(oob[:oobn])
-	m, err := checkRecv(p[:n], flags, files, ferr)
+	files, ferr := parseRights(ch.oob[:oobn])
+	m, err := checkRecv((*bp)[:n], flags, files, ferr)
 	if err != nil {
 		closeAll(files)
 		return nil, nil, err
@@ -142,7 +180,6 @@ func parseRights(oob []byte) ([]*os.File, error) {
 			return nil, fmt.Errorf("control message: %w", err)
 		}
 		for _, fd := range fds {
-			unix.CloseOnExec(fd)
 			files = append(files, os.NewFile(uintptr(fd), "passed fd"))
 		}
 	}
