@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 type confineCase struct {
@@ -157,10 +158,16 @@ func nobodyIDs(t testing.TB) (int, int) {
 	return uid, g
 }
 
-// freshDir is an empty directory that every uid may enter.
+// freshDir is an empty directory that every uid may reach and enter,
+// as SSL_CHROOT must be: a worker chroots with its own ids (t.TempDir's
+// parent is root's alone).
 func freshDir(t testing.TB) string {
-	dir := filepath.Join(t.TempDir(), "chroot")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp("", "itest-chroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	resolved, err := filepath.EvalSymlinks(dir)
@@ -514,4 +521,49 @@ func scanRegion(mem *os.File, r region, longest int, patterns map[string][]byte,
 		}
 	}
 	return scanned
+}
+
+// TestWorkerReach: workers start with their own ids, so sslserver
+// refuses at start, in one line and with exit 111, an SSL_CHROOT they
+// cannot reach and a binary they cannot execute.
+func TestWorkerReach(t *testing.T) {
+	c := newCert(t, keyECDSA)
+	closed := filepath.Join(t.TempDir(), "closed") // t.TempDir's parent: root's alone
+	jail := filepath.Join(closed, "jail")
+	if err := os.MkdirAll(jail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(freshDir(t), "sslserver")
+	b, err := os.ReadFile(binary(t, "sslserver"))
+	if err == nil {
+		err = os.WriteFile(private, b, 0o700)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, bin, env, want string
+	}{
+		{"closed chroot", binary(t, "sslserver"), "SSL_CHROOT=" + jail,
+			`^sslserver: fatal: SSL_CHROOT="` + regexp.QuoteMeta(jail) + `": .* is not searchable by the TLS workers' uid 65534 gid 65534\n$`},
+		{"binary root's alone", private, "",
+			`^sslserver: fatal: ` + regexp.QuoteMeta(private) + ` \(mode 0700, uid 0 gid 0\) is not executable by the TLS workers' uid 65534 gid 65534: chmod a\+x it\n$`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.bin, "-1", "127.0.0.1", "0", "/bin/true")
+			cmd.Env = append(serverEnv(t, serverConfig{cert: c}), "SSL_UID=65534", "SSL_GID=65534", tc.env)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := runBounded(t, cmd, 20*time.Second)
+			if code := exitCode(err); code != 111 {
+				t.Errorf("exit %d (%v), want 111; stderr %q", code, err, stderr.String())
+			}
+			if !regexp.MustCompile(tc.want).MatchString(stderr.String()) {
+				t.Errorf("stderr %q, want %s", stderr.String(), tc.want)
+			}
+		})
+	}
 }

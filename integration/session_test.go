@@ -179,7 +179,7 @@ func testEnvironment(t *testing.T, tc envCase) {
 	if strings.Contains(tc.host, ":") {
 		needIPv6(t)
 	}
-	dir := t.TempDir()
+	dir := freshDir(t)
 	env := make([]string, len(tc.env))
 	for i, kv := range tc.env {
 		env[i] = strings.ReplaceAll(kv, "{dir}", dir)

@@ -38,7 +38,8 @@ func (k *keyHolder) start() error {
 	if err != nil {
 		return err
 	}
-	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Env: confinedEnv, Extra: []*os.File{theirs}})
+	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Env: confinedEnv,
+		Extra: []*os.File{theirs}, Sys: k.srv.tls.startAttr()})
 	theirs.Close()
 	if err != nil {
 		ours.Close()

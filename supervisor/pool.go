@@ -132,7 +132,8 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv, Extra: []*os.File{theirs}})
+	proc, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv,
+		Extra: []*os.File{theirs}, Sys: s.tls.startAttr()})
 	theirs.Close()
 	if err != nil {
 		ours.Close()

@@ -111,7 +111,11 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("unable to find my own binary: %w", err)
 	}
-	s := &Server{opt: opt, log: log, spawn: sp, exe: exe, sessions: map[*session]struct{}{}}
+	// Workers and the key holder are this very binary, reached through
+	// /proc/self/exe: the directories on the way to it need not be open
+	// to their uid, and a binary replaced on disk by an upgrade does not
+	// start workers of another version than the supervisor's.
+	s := &Server{opt: opt, log: log, spawn: sp, exe: "/proc/self/exe", sessions: map[*session]struct{}{}}
 	if v := os.Getenv("DNSCACHEIP"); v != "" {
 		if _, err := parseDNSCache(v); err != nil {
 			return nil, nil, err
@@ -128,6 +132,10 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	s.slotFree = sync.NewCond(&s.mu)
 	s.kh = &keyHolder{srv: s, stop: make(chan struct{})}
 	if s.tls, err = loadTLS(opt, os.Getenv, os.Environ(), log); err != nil {
+		return nil, nil, err
+	}
+	if err := s.tls.canExec(exe); err != nil {
+		s.tls.cleanup()
 		return nil, nil, err
 	}
 	if err := s.readPassphrase(); err != nil {

@@ -19,7 +19,8 @@ type ProcSpec struct {
 	Stdin  *os.File // nil: /dev/null
 	Stdout *os.File // nil: /dev/null
 	Extra  []*os.File
-	Cred   *syscall.Credential // nil: the supervisor's own ids
+	Cred   *syscall.Credential  // nil: the supervisor's own ids
+	Sys    *syscall.SysProcAttr // if set, all of how to start it (Cred is ignored)
 }
 
 // Process is a started child.
@@ -53,7 +54,11 @@ func (e ExecSpawner) Start(p *ProcSpec) (Process, error) {
 	defer null.Close()
 	files := []*os.File{orNull(p.Stdin, null), orNull(p.Stdout, null), e.Stderr}
 	files = append(files, p.Extra...)
-	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: &syscall.SysProcAttr{Credential: p.Cred}}
+	sys := p.Sys
+	if sys == nil {
+		sys = &syscall.SysProcAttr{Credential: p.Cred}
+	}
+	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: sys}
 	proc, err := os.StartProcess(p.Path, p.Args, attr)
 	if err != nil {
 		return nil, err

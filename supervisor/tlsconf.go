@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker"
 	"github.com/ucspi-tls/sslserver/tlsworker/keys"
 )
 
@@ -26,6 +28,58 @@ type tlsSetup struct {
 	root       string
 	ownRoot    bool // we made root and remove it at exit
 	passphrase []byte
+}
+
+// startAttr is how the workers and the key holder are started: already
+// with their ids, holding only the capability to chroot (see
+// tlsworker.StartAttr).
+func (t *tlsSetup) startAttr() *syscall.SysProcAttr {
+	return tlsworker.StartAttr(tlsworker.Jail{UID: t.uid, GID: t.gid, Root: t.root})
+}
+
+// canExec checks that the workers' ids may execute the binary at path:
+// they are started with those ids already (startAttr).
+func (t *tlsSetup) canExec(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if t.mayExec(st) {
+		return nil
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	return fmt.Errorf("%s (mode %04o, uid %d gid %d) is not executable by the TLS workers' uid %d gid %d: chmod a+x it",
+		path, st.Mode().Perm(), sys.Uid, sys.Gid, t.uid, t.gid)
+}
+
+// mayExec says whether the workers' ids have the x bit of st: execute
+// for a file, search for a directory.
+func (t *tlsSetup) mayExec(st os.FileInfo) bool {
+	mode, sys := st.Mode().Perm(), st.Sys().(*syscall.Stat_t)
+	switch {
+	case sys.Uid == t.uid:
+		return mode&0o100 != 0
+	case sys.Gid == t.gid:
+		return mode&0o010 != 0
+	}
+	return mode&0o001 != 0
+}
+
+// reachable checks that the workers' ids can search dir and every
+// directory above it: a worker chroots with its own ids.
+func (t *tlsSetup) reachable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if !t.mayExec(st) {
+			return fmt.Errorf("%s (mode %04o) is not searchable by the TLS workers' uid %d gid %d", d, st.Mode().Perm(), t.uid, t.gid)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 // getenv is os.Getenv, or a test's map.
@@ -180,7 +234,12 @@ func (t *tlsSetup) workerRoot(dir string) error {
 			return fmt.Errorf("unable to make an empty root for TLS workers: %w", err)
 		}
 		if err := os.Chmod(d, 0o555); err != nil {
+			os.Remove(d)
 			return err
+		}
+		if err := t.reachable(d); err != nil {
+			os.Remove(d)
+			return fmt.Errorf("the empty root made for TLS workers: %w: set TMPDIR or SSL_CHROOT", err)
 		}
 		t.root, t.ownRoot = d, true
 		return nil
@@ -207,6 +266,9 @@ func (t *tlsSetup) checkRoot(dir string) error {
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
 		return fmt.Errorf("SSL_CHROOT=%q must be an empty directory", dir)
+	}
+	if err := t.reachable(dir); err != nil {
+		return fmt.Errorf("SSL_CHROOT=%q: %w", dir, err)
 	}
 	t.root = dir
 	return nil

@@ -8,7 +8,10 @@ package tlsworker
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,23 +24,50 @@ type Jail struct {
 	MaxFiles uint64 // RLIMIT_NOFILE after confinement
 }
 
-// Confine chroots into j.Root, drops every supplementary group, takes
-// j.GID and j.UID as real, effective and saved ids, forbids new
-// privileges and core dumps, and then proves each step took: it reads
-// the ids back and tries to get root again, and fails if that works.
+// StartAttr is how a process that will Confine itself into j must be
+// started: with j's ids already, no supplementary groups, and of root's
+// powers only CAP_SYS_CHROOT, as an ambient capability that survives the
+// exec, so that it can chroot. The ids change in the child between fork
+// and exec, where it has a single thread; the process never runs as root,
+// not even while the Go runtime starts.
+func StartAttr(j Jail) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: j.UID, Gid: j.GID, Groups: []uint32{}},
+		AmbientCaps: []uintptr{unix.CAP_SYS_CHROOT},
+	}
+}
+
+// Confine takes a process into its jail j: it chroots into j.Root,
+// forbids core dumps, new privileges and file writes, bounds its
+// descriptors, ends with no capability on any thread, and then proves
+// each step took: it reads the ids, groups, root, flags and
+// capabilities back and tries to get root again, and fails if that
+// works.
 //
-// The set*id calls of package syscall apply to every thread of the
-// process; no_new_privs is set on every thread with AllThreadsSyscall,
-// which needs a binary built without cgo (the Makefile's CGO_ENABLED=0).
+// The process is either started with StartAttr(j), as the supervisor
+// starts its workers and key holder, or runs as root (sslclient's TLS
+// process, which reads the trust anchors first), and then Confine
+// itself drops every supplementary group and takes j's ids.
+//
+// The ids, no_new_privs and the capabilities are per thread, and are
+// set on every thread with AllThreadsSyscall (package syscall's set*id
+// calls do that too), which needs a binary built without cgo (the
+// Makefile's CGO_ENABLED=0).
 func Confine(j Jail) error {
 	if j.UID == 0 || j.GID == 0 {
 		return fmt.Errorf("confine: refusing to run as uid %d gid %d", j.UID, j.GID)
+	}
+	asRoot := os.Geteuid() == 0
+	if !asRoot {
+		if err := checkIDs(j, unix.Stat_t{}); err != nil {
+			return fmt.Errorf("confine: started neither as root nor with the jail's ids: %w", err)
+		}
 	}
 	var before unix.Stat_t
 	if err := unix.Stat(j.Root, &before); err != nil {
 		return fmt.Errorf("confine: root %q: %w", j.Root, err)
 	}
-	if err := drop(j); err != nil {
+	if err := drop(j, asRoot); err != nil {
 		return fmt.Errorf("confine: %w", err)
 	}
 	if err := verify(j, before); err != nil {
@@ -46,26 +76,54 @@ func Confine(j Jail) error {
 	return nil
 }
 
-func drop(j Jail) error {
-	steps := []struct {
-		what string
-		do   func() error
-	}{
+type step struct {
+	what string
+	do   func() error
+}
+
+// drop's order matters: chroot needs the capability that the id change
+// (as root) or the last step takes away, and the process stops being
+// dumpable (and so traceable by others of its uid) before it gives up
+// the capability that kept them out until then.
+func drop(j Jail, asRoot bool) error {
+	steps := []step{
 		{"chroot " + j.Root, func() error { return syscall.Chroot(j.Root) }},
 		{"chdir /", func() error { return syscall.Chdir("/") }},
-		{"setgroups", func() error { return syscall.Setgroups([]int{}) }},
-		{"setresgid", func() error { return syscall.Setresgid(int(j.GID), int(j.GID), int(j.GID)) }},
-		{"setresuid", func() error { return syscall.Setresuid(int(j.UID), int(j.UID), int(j.UID)) }},
-		{"no_new_privs", setNoNewPrivs},
-		{"not dumpable", func() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }},
-		{"no core files", func() error { return setLimit(unix.RLIMIT_CORE, 0) }},
-		{"no file writes", func() error { return setLimit(unix.RLIMIT_FSIZE, 0) }},
-		{"fd limit", func() error { return setLimit(unix.RLIMIT_NOFILE, j.MaxFiles) }},
 	}
+	if asRoot {
+		steps = append(steps,
+			step{"setgroups", func() error { return syscall.Setgroups([]int{}) }},
+			step{"setresgid", func() error { return syscall.Setresgid(int(j.GID), int(j.GID), int(j.GID)) }},
+			step{"setresuid", func() error { return syscall.Setresuid(int(j.UID), int(j.UID), int(j.UID)) }})
+	}
+	steps = append(steps,
+		step{"not dumpable", func() error { return unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) }},
+		step{"no_new_privs", setNoNewPrivs},
+		step{"no core files", func() error { return setLimit(unix.RLIMIT_CORE, 0) }},
+		step{"no file writes", func() error { return setLimit(unix.RLIMIT_FSIZE, 0) }},
+		step{"fd limit", func() error { return setLimit(unix.RLIMIT_NOFILE, j.MaxFiles) }},
+		step{"no capabilities", dropCapabilities})
 	for _, s := range steps {
 		if err := s.do(); err != nil {
 			return fmt.Errorf("%s: %w", s.what, err)
 		}
+	}
+	return nil
+}
+
+// capHeader asks capget and capset for version 3 of the kernel's
+// capability sets: two 32-bit words each of effective, permitted and
+// inheritable, for the calling thread.
+var capHeader = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+
+// dropCapabilities empties every capability set of every thread;
+// emptying the permitted set empties the ambient one with it.
+func dropCapabilities() error {
+	var none [2]unix.CapUserData
+	hdr := capHeader
+	_, _, e := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&none[0])), 0)
+	if e != 0 {
+		return e
 	}
 	return nil
 }
@@ -95,7 +153,7 @@ func setLimit(resource int, n uint64) error {
 }
 
 func verify(j Jail, before unix.Stat_t) error {
-	checks := []func(Jail, unix.Stat_t) error{checkIDs, checkGroups, checkRoot, checkFlags, checkNoWayBack}
+	checks := []func(Jail, unix.Stat_t) error{checkIDs, checkGroups, checkRoot, checkFlags, checkCapabilities, checkNoWayBack}
 	for _, c := range checks {
 		if err := c(j, before); err != nil {
 			return err
@@ -151,17 +209,56 @@ func checkFlags(Jail, unix.Stat_t) error {
 	return nil
 }
 
-// checkNoWayBack tries to regain root and the old groups; any success is
-// fatal.
-func checkNoWayBack(Jail, unix.Stat_t) error {
-	if syscall.Setresuid(0, 0, 0) == nil || syscall.Setuid(0) == nil {
-		return errors.New("could become root again")
+// checkCapabilities reads this thread's capability sets, and the ambient
+// set, back: all must be empty.
+func checkCapabilities(Jail, unix.Stat_t) error {
+	var data [2]unix.CapUserData
+	hdr := capHeader
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
 	}
-	if syscall.Setresgid(0, 0, 0) == nil || syscall.Setgroups([]int{0}) == nil {
-		return errors.New("could regain group 0")
+	for _, d := range data {
+		if d.Effective != 0 || d.Permitted != 0 || d.Inheritable != 0 {
+			return fmt.Errorf("capabilities remain: %+v", data)
+		}
 	}
-	if syscall.Chroot("/") == nil {
-		return errors.New("could still chroot")
+	amb, err := unix.PrctlRetInt(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_IS_SET, unix.CAP_SYS_CHROOT, 0, 0)
+	if err != nil || amb != 0 {
+		return fmt.Errorf("ambient CAP_SYS_CHROOT is %d (%v)", amb, err)
 	}
 	return nil
 }
+
+// checkNoWayBack tries to regain root and the old groups; any success is
+// fatal. The attempts are raw system calls on this thread: the drop went
+// to every thread at once (AllThreadsSyscall), so one thread answers for
+// all, and syscall.Setresuid and the like would stop the world and
+// signal every thread for each attempt only to fail on the first. A
+// success leaves this thread changed, and the process then exits.
+func checkNoWayBack(Jail, unix.Stat_t) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	root := uintptr(0)
+	attempts := []struct {
+		what string
+		trap uintptr
+		args [3]uintptr
+	}{
+		{"could become root again", unix.SYS_SETRESUID, [3]uintptr{root, root, root}},
+		{"could become root again", unix.SYS_SETUID, [3]uintptr{root}},
+		{"could regain group 0", unix.SYS_SETRESGID, [3]uintptr{root, root, root}},
+		{"could regain group 0", unix.SYS_SETGROUPS, [3]uintptr{1, uintptr(unsafe.Pointer(&groupZero[0]))}},
+		{"could still chroot", unix.SYS_CHROOT, [3]uintptr{uintptr(unsafe.Pointer(&slash[0]))}},
+	}
+	for _, a := range attempts {
+		if _, _, e := unix.RawSyscall(a.trap, a.args[0], a.args[1], a.args[2]); e == 0 {
+			return errors.New(a.what)
+		}
+	}
+	return nil
+}
+
+var (
+	groupZero = [1]uint32{0}
+	slash     = [2]byte{'/', 0}
+)

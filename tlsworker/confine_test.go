@@ -145,29 +145,50 @@ func utCgoFree() bool {
 	return false
 }
 
-// utChildBinary is this test binary if it was built without cgo, else
-// a copy built with CGO_ENABLED=0: only such a binary can set
-// no_new_privs on every thread, as the Makefile's builds do.
+// utChildBinary is a copy of this test binary, or one built with
+// CGO_ENABLED=0 if this one was not: only such a binary can set
+// no_new_privs on every thread, as the Makefile's builds do. It lies in
+// a directory nobody may enter, as a child started with StartAttr must
+// exec it with the jail's ids.
 func utChildBinary(t *testing.T) string {
 	t.Helper()
+	dir, err := os.MkdirTemp("", "tlsworker-child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "tlsworker-nocgo.test")
 	if utCgoFree() {
 		self, err := os.Executable()
+		if err == nil {
+			err = utCopyFile(self, out)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return self
+		return out
 	}
 	gobin, err := exec.LookPath("go") // go test puts GOROOT/bin first
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "tlsworker-nocgo.test")
 	cmd := exec.Command(gobin, "test", "-c", "-o", out, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the test binary with CGO_ENABLED=0: %v\n%s", err, b)
 	}
 	return out
+}
+
+func utCopyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }
 
 func utChildCommand(ctx context.Context, bin, role string, extraEnv ...string) *exec.Cmd {
@@ -231,7 +252,9 @@ func TestConfineMissingRoot(t *testing.T) {
 func TestConfineInChild(t *testing.T) {
 	bin := utChildBinary(t)
 	t.Run("CanConfine", func(t *testing.T) { utTestCanConfine(t, bin) })
-	t.Run("jail", func(t *testing.T) { utTestJail(t, bin) })
+	t.Run("jail from root", func(t *testing.T) { utTestJail(t, bin, false) })
+	t.Run("jail from StartAttr", func(t *testing.T) { utTestJail(t, bin, true) })
+	t.Run("wrong start", func(t *testing.T) { utTestWrongStart(t, bin) })
 }
 
 // utTestCanConfine: a CGO_ENABLED=0 binary can confine; this binary's
@@ -272,15 +295,14 @@ func utJailIDs(t *testing.T) (uid, gid uint32) {
 	return uint32(ui), uint32(gi)
 }
 
-// utTestJail confines a root child into an empty directory and checks
-// what it reports and what /proc says about each of its threads.
-func utTestJail(t *testing.T, bin string) {
+// utTestJail confines a child into an empty directory and checks what
+// it reports and what /proc says about each of its threads. The child
+// starts as root, or as the supervisor starts its workers: with the
+// jail's ids and CAP_SYS_CHROOT (StartAttr).
+func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 	utRequireRoot(t)
 	uid, gid := utJailIDs(t)
-	root := t.TempDir()
-	if err := os.Chmod(root, 0o555); err != nil {
-		t.Fatal(err)
-	}
+	root := utJailDir(t)
 	var rootSt unix.Stat_t
 	if err := unix.Stat(root, &rootSt); err != nil {
 		t.Fatal(err)
@@ -288,11 +310,16 @@ func utTestJail(t *testing.T, bin string) {
 	ctx, cancel := context.WithTimeout(context.Background(), utBound)
 	defer cancel()
 	cmd := utChildCommand(ctx, bin, "confine", fmt.Sprintf("%s=%d:%d:32:%s", utJailVar, uid, gid, root))
+	before := "0"
+	if viaStartAttr {
+		cmd.SysProcAttr = StartAttr(Jail{UID: uid, GID: gid, Root: root})
+		before = strconv.FormatUint(uint64(uid), 10)
+	}
 	report, procs := utRunConfined(t, cmd)
 
 	ids := func(id uint32) string { return fmt.Sprintf("%d %d %d", id, id, id) }
 	want := map[string]string{
-		"before":       "0",
+		"before":       before,
 		"confine":      "ok",
 		"resuid":       ids(uid),
 		"resgid":       ids(gid),
@@ -315,6 +342,37 @@ func utTestJail(t *testing.T, bin string) {
 		}
 	}
 	utCheckProc(t, procs, root, uid, gid)
+}
+
+// utJailDir is an empty directory, 0555, that the jail's ids can reach
+// (t.TempDir's parent is root's alone).
+func utJailDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tlsworker-jail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// utTestWrongStart: a process that is neither root nor already the
+// jail's uid refuses to confine itself, and says why.
+func utTestWrongStart(t *testing.T, bin string) {
+	utRequireRoot(t)
+	uid, gid := utJailIDs(t)
+	root := utJailDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), utBound)
+	defer cancel()
+	cmd := utChildCommand(ctx, bin, "confine", fmt.Sprintf("%s=%d:%d:32:%s", utJailVar, uid, gid, root))
+	cmd.SysProcAttr = StartAttr(Jail{UID: uid + 1, GID: gid, Root: root})
+	out, _ := cmd.Output()
+	if !strings.Contains(string(out), "confine confine: started neither as root nor with the jail's ids") {
+		t.Errorf("a child started as uid %d to be confined as %d says %q, want a refusal", uid+1, uid, out)
+	}
 }
 
 // utProcView is what /proc showed of the confined child while it was
@@ -433,5 +491,22 @@ func utCheckProc(t *testing.T, v utProcView, root string, uid, gid uint32) {
 				t.Errorf("thread %s: %s is %q, want %q", th["Pid"], k, th[k], w)
 			}
 		}
+	}
+}
+
+// TestCheckNoWayBack: the last check sees root's powers in a process
+// that has them, and none in one that dropped them (TestConfineInChild
+// runs it confined, where Confine would fail if it did not pass). As
+// root its attempts are no-ops: the ids are already 0.
+func TestCheckNoWayBack(t *testing.T) {
+	err := checkNoWayBack(Jail{}, unix.Stat_t{})
+	if os.Geteuid() == 0 {
+		if err == nil || !strings.Contains(err.Error(), "root again") {
+			t.Fatalf("as root: %v, want \"could become root again\"", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("as uid %d: %v, want nil", os.Geteuid(), err)
 	}
 }
