@@ -86,7 +86,14 @@ func (ch *Channel) Send(m Message, files ...*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
-	_, _, err := ch.c.WriteMsgUnix(p, oob, nil)
+	var errno unix.Errno
+	err := ch.rc.Write(func(fd uintptr) bool {
+		errno = rawSendmsg(fd, p, oob)
+		return errno != unix.EAGAIN
+	})
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("sendmsg", errno)
+	}
 	return err
 }
 
@@ -99,13 +106,13 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 	var (
 		bp             *[]byte
 		n, oobn, flags int
-		rerr           error
+		rerr           unix.Errno
 		resets         int
 	)
 	err := ch.rc.Read(func(fd uintptr) bool {
 		bp = recvBufs.Get().(*[]byte)
 		for {
-			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), *bp, ch.oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+			n, oobn, flags, rerr = rawRecvmsg(fd, *bp, ch.oob)
 			if rerr == unix.ECONNRESET && resets == 0 {
 				// The peer closed with a message of ours unread. Linux
 				// reports that once, ahead of what the peer sent before
@@ -126,7 +133,7 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 	if bp != nil {
 		defer recvBufs.Put(bp)
 	}
-	if err == nil && rerr != nil {
+	if err == nil && rerr != 0 {
 		err = os.NewSyscallError("recvmsg", rerr)
 	}
 	if err != nil {
