@@ -567,3 +567,32 @@ func TestWorkerReach(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerReuse: with SSL_WORKER_SESSIONS=3 one worker serves three
+// sessions one after another, each a full handshake signed by the real
+// key holder, which allows a worker one signature per session (granted
+// as it goes back to idle); the fourth session goes to a new worker.
+func TestWorkerReuse(t *testing.T) {
+	s := startServer(t, serverConfig{env: []string{"SSL_WORKER_SESSIONS=3", "SSL_PREFORK=0"}, role: "echo"})
+	var pids []int
+	idle := regexp.MustCompile(`^sslserver: status: 0/40$`)
+	for i := range 4 {
+		pids = append(pids, s.goodSession(t, fmt.Sprintf("session %d", i)))
+		// The worker goes back to idle just after its end line.
+		deadline := time.Now().Add(waitTime)
+		for len(s.log.matches(idle)) < i+2 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if pids[0] != pids[1] || pids[1] != pids[2] || pids[3] == pids[0] {
+		t.Fatalf("sessions served by workers %v, want three by one worker and the fourth by another", pids)
+	}
+	ends := regexp.MustCompile(`^sslserver: end ` + strconv.Itoa(pids[0]) + ` status 0$`)
+	deadline := time.Now().Add(waitTime)
+	for len(s.log.matches(ends)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(s.log.matches(ends)); n != 3 {
+		t.Errorf("%d sessions of worker %d ended with status 0, want 3; log:\n%s", n, pids[0], s.log.text())
+	}
+}

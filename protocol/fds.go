@@ -12,6 +12,7 @@ const (
 // /dev/null, 2 is the supervisor's stderr, and
 const (
 	WorkerFdSupervisor = 3 // SOCK_SEQPACKET: Msg* between supervisor and worker
+	WorkerFdKeyHolder  = 4 // SOCK_SEQPACKET: sign requests to the key holder, for the worker's life
 )
 
 // A worker gets each connection's descriptors with MsgSession, in this
@@ -21,7 +22,6 @@ const (
 	SessionFdCtl                // SOCK_STREAM: the worker's end of $SSLCTLFD
 	SessionFdToProgram          // pipe, write end: plaintext from the client
 	SessionFdFromProgram        // pipe, read end: plaintext for the client
-	SessionFdKeyHolder          // SOCK_SEQPACKET: sign requests to the key holder
 	SessionFiles                // how many
 )
 

@@ -29,6 +29,7 @@ const (
 	MsgKeysLoaded MsgType = 21 // key holder -> supervisor
 	MsgKeysFailed MsgType = 22 // key holder -> supervisor, then it exits
 	MsgNewWorker  MsgType = 23 // supervisor -> key holder; a worker's channel rides along
+	MsgGrant      MsgType = 24 // supervisor -> key holder: a worker may sign again
 )
 
 // Bounds on fields; anything larger is refused by the decoder.
@@ -140,12 +141,22 @@ type KeysLoaded struct{ Public [][]byte }
 // KeysFailed says why the key holder could not load its keys.
 type KeysFailed struct{ Reason string }
 
-// NewWorker hands the key holder one worker's channel (one fd), how many
-// signatures that worker may ask for, and how long the key holder waits
-// for its requests.
+// NewWorker hands the key holder one worker's channel (one fd) for the
+// worker's life, the number ID that Grant names it by, how many
+// signatures that worker may ask for before a Grant, and how long the key
+// holder waits for a Grant the worker asks beyond that.
 type NewWorker struct {
+	ID       uint32
 	Signs    uint16
 	WaitMsec uint32
+}
+
+// Grant lets worker ID make Signs more signatures: the supervisor sends
+// one when a worker it reuses goes back to idle, before it can be given
+// the next session, so a worker signs once per session it is given.
+type Grant struct {
+	ID    uint32
+	Signs uint16
 }
 
 func (*WorkerConfig) Type() MsgType  { return MsgWorkerConfig }
@@ -162,6 +173,7 @@ func (*Keys) Type() MsgType          { return MsgKeys }
 func (*KeysLoaded) Type() MsgType    { return MsgKeysLoaded }
 func (*KeysFailed) Type() MsgType    { return MsgKeysFailed }
 func (*NewWorker) Type() MsgType     { return MsgNewWorker }
+func (*Grant) Type() MsgType         { return MsgGrant }
 
 // newMessage is the closed list of message types.
 func newMessage(t MsgType) (Message, error) {
@@ -194,6 +206,8 @@ func newMessage(t MsgType) (Message, error) {
 		return new(KeysFailed), nil
 	case MsgNewWorker:
 		return new(NewWorker), nil
+	case MsgGrant:
+		return new(Grant), nil
 	case MsgClientConfig:
 		return new(ClientConfig), nil
 	case MsgClientReady:

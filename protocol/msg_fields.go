@@ -243,14 +243,29 @@ func (m *KeysFailed) encode(e *encoder) { e.bytes([]byte(m.Reason)) }
 func (m *KeysFailed) decode(d *decoder) { m.Reason = d.string(maxReason) }
 
 func (m *NewWorker) encode(e *encoder) {
+	e.u32(m.ID)
 	e.u16(m.Signs)
 	e.u32(m.WaitMsec)
 }
 
 func (m *NewWorker) decode(d *decoder) {
+	m.ID = d.u32()
 	m.Signs = d.u16()
 	m.WaitMsec = d.u32()
 	if d.err == nil && m.Signs == 0 {
 		d.err = fmt.Errorf("worker with no signatures to make")
+	}
+}
+
+func (m *Grant) encode(e *encoder) {
+	e.u32(m.ID)
+	e.u16(m.Signs)
+}
+
+func (m *Grant) decode(d *decoder) {
+	m.ID = d.u32()
+	m.Signs = d.u16()
+	if d.err == nil && m.Signs == 0 {
+		d.err = fmt.Errorf("grant of no signatures")
 	}
 }

@@ -40,7 +40,8 @@ func sampleMessages() []Message {
 		&Keys{Count: 2, Passphrase: []byte("secret"), UID: 101, GID: 102, Root: "/run/empty", MaxFiles: 144},
 		&KeysLoaded{Public: [][]byte{[]byte("spki one"), []byte("spki two")}},
 		&KeysFailed{Reason: "bad passphrase"},
-		&NewWorker{Signs: 1, WaitMsec: 3626000},
+		&NewWorker{ID: 0xfffffff0, Signs: 1, WaitMsec: 3626000},
+		&Grant{ID: 7, Signs: 1},
 	}
 }
 
@@ -241,7 +242,10 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"loaded key too long":       msg(MsgKeysLoaded).u16(1).strN(32<<10+1, 'k').done(),
 		"loaded fewer than counted": msg(MsgKeysLoaded).u16(2).str("one").done(),
 		"failed reason huge":        msg(MsgKeysFailed).strN(1025, 'r').done(),
-		"new worker no signs":       msg(MsgNewWorker).u16(0).u32(1000).done(),
+		"new worker no signs":       msg(MsgNewWorker).u32(1).u16(0).u32(1000).done(),
+		"new worker short":          msg(MsgNewWorker).u16(1).u32(1000).done(),
+		"grant of none":             msg(MsgGrant).u32(1).u16(0).done(),
+		"grant short":               msg(MsgGrant).u32(1).done(),
 		"ready with a body":         msg(MsgWorkerReady).u8(0).done(),
 		"session short":             msg(MsgSession).u16(1).done(),
 		"session end short":         msg(MsgSessionEnd).u32(1).done(),
@@ -306,7 +310,8 @@ func TestDecodeAcceptsBoundaryValues(t *testing.T) {
 		"loaded no keys":        msg(MsgKeysLoaded).u16(0).done(),
 		"refused empty reason":  msg(MsgSignRefused).str("").done(),
 		"done empty block":      msg(MsgHandshakeDone).str("").str("").str("\x00\x00").done(),
-		"new worker max values": msg(MsgNewWorker).u16(0xffff).u32(0xffffffff).done(),
+		"new worker max values": msg(MsgNewWorker).u32(0xffffffff).u16(0xffff).u32(0xffffffff).done(),
+		"grant max values":      msg(MsgGrant).u32(0xffffffff).u16(0xffff).done(),
 		"client without jail":   cc(func(c *ClientConfig) { c.Jail, c.UID, c.GID, c.Root = false, 0, 0, "" }),
 		"client no certificate": cc(func(c *ClientConfig) { c.Chain, c.Passphrase = nil, nil }),
 		"client system anchors": cc(func(c *ClientConfig) { c.CAFile, c.CADir = "", "" }),
@@ -351,6 +356,7 @@ func TestFilesPerMessage(t *testing.T) {
 	cases := map[Message]int{
 		&Keys{Count: 3}:                     3,
 		&NewWorker{}:                        1,
+		&Grant{}:                            0,
 		&WorkerConfig{}:                     0,
 		&ProgramExited{}:                    0,
 		&SignRequest{}:                      0,

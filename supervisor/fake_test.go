@@ -466,18 +466,38 @@ func recvConfig(p *fakeProc, ch *protocol.Channel) bool {
 	return ok
 }
 
-// keyHolderRecord is what the fake key holder saw.
+// keyHolderRecord is what the fake key holders saw.
 type keyHolderRecord struct {
-	mu      sync.Mutex
-	keys    *protocol.Keys
-	keyData []string
-	workers []*protocol.NewWorker
+	mu       sync.Mutex
+	keys     *protocol.Keys
+	keyData  []string
+	workers  []*protocol.NewWorker
+	attached map[int]int // NewWorkers by key holder pid
+	grants   []*protocol.Grant
 }
 
 func (r *keyHolderRecord) workerCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.workers)
+}
+
+func (r *keyHolderRecord) worker(i int) *protocol.NewWorker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.workers[i]
+}
+
+func (r *keyHolderRecord) attachedTo(pid int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attached[pid]
+}
+
+func (r *keyHolderRecord) grantCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.grants)
 }
 
 // fakeKeyHolder loads "keys" (it reads the files handed to it) and
@@ -495,7 +515,7 @@ func fakeKeyHolder(public [][]byte, rec *keyHolderRecord) behaviour {
 		if ch.Send(&protocol.KeysLoaded{Public: public}) != nil {
 			return ExitState{Code: 111}
 		}
-		takeWorkers(ch, rec)
+		takeWorkers(ch, rec, p.pid)
 		return ExitState{}
 	}
 }
@@ -516,7 +536,7 @@ func loadFakeKeys(ch *protocol.Channel, rec *keyHolderRecord) bool {
 	return rec.keys != nil
 }
 
-func takeWorkers(ch *protocol.Channel, rec *keyHolderRecord) {
+func takeWorkers(ch *protocol.Channel, rec *keyHolderRecord, pid int) {
 	for {
 		m, files, err := ch.Recv()
 		if err != nil {
@@ -525,11 +545,18 @@ func takeWorkers(ch *protocol.Channel, rec *keyHolderRecord) {
 		for _, f := range files {
 			f.Close()
 		}
-		if nw, ok := m.(*protocol.NewWorker); ok {
-			rec.mu.Lock()
-			rec.workers = append(rec.workers, nw)
-			rec.mu.Unlock()
+		rec.mu.Lock()
+		switch m := m.(type) {
+		case *protocol.NewWorker:
+			rec.workers = append(rec.workers, m)
+			if rec.attached == nil {
+				rec.attached = map[int]int{}
+			}
+			rec.attached[pid]++
+		case *protocol.Grant:
+			rec.grants = append(rec.grants, m)
 		}
+		rec.mu.Unlock()
 	}
 }
 

@@ -14,6 +14,13 @@ import (
 // the keys.
 const keyHolderWait = 30 * time.Second
 
+// grantWait is how long the key holder holds a worker's sign request
+// beyond its allowance, waiting for the Grant that lets it through. The
+// supervisor sends each Grant before the session it is for, so a worker
+// that plays by the rules never waits; one that asks twice in a session
+// is refused after this.
+const grantWait = 5 * time.Second
+
 // keyHolder is the supervisor's handle on the one process that holds the
 // private keys. If it dies, it is started again; sessions that needed it
 // meanwhile fail their handshake.
@@ -24,6 +31,8 @@ type keyHolder struct {
 	proc Process
 	gone chan struct{} // closed when proc is reaped
 	stop chan struct{}
+	gen  int    // which key holder this is: 1, 2 after a restart, ...
+	last uint32 // the last worker ID given out
 }
 
 // start runs the key holder and waits until it has loaded every key and
@@ -60,6 +69,7 @@ func (k *keyHolder) start() error {
 	gone := make(chan struct{})
 	k.mu.Lock()
 	k.ch, k.proc, k.gone = ch, proc, gone
+	k.gen++
 	k.mu.Unlock()
 	k.srv.log.Info("keyholder pid %d", proc.Pid())
 	go k.watch(proc, ch, gone)
@@ -129,14 +139,37 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 	}
 }
 
-// attach hands one worker's key channel to the key holder.
-func (k *keyHolder) attach(f *os.File, wait time.Duration) error {
+// attach hands the key holder a worker's channel for the worker's life,
+// good for one signature; grant allows one more before each further
+// session. It returns the ID that grants name the worker by and which
+// key holder has it: after a restart the worker's channel leads nowhere.
+func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ch == nil {
-		return errors.New("key holder is not running")
+		return 0, 0, errors.New("key holder is not running")
 	}
-	return k.ch.Send(&protocol.NewWorker{Signs: 1, WaitMsec: uint32(wait / time.Millisecond)}, f)
+	k.last++
+	m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
+	return k.last, k.gen, k.ch.Send(m, f)
+}
+
+// grant lets worker id of key holder gen sign once more, for its next
+// session; an error means the worker's key holder is gone.
+func (k *keyHolder) grant(id uint32, gen int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ch == nil || gen != k.gen {
+		return errors.New("the worker's key holder is gone")
+	}
+	return k.ch.Send(&protocol.Grant{ID: id, Signs: 1})
+}
+
+// current says whether gen is the running key holder.
+func (k *keyHolder) current(gen int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.ch != nil && gen == k.gen
 }
 
 // shutdown ends the key holder: closing its channel makes it exit.

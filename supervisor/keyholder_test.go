@@ -88,12 +88,15 @@ func TestKeyHolderFailureLeavesNothingOpen(t *testing.T) {
 	waitFds(t, before)
 }
 
-// TestKeyHolderRestart: a key holder that dies is replaced, and new
-// sessions are attached to the new one.
+// TestKeyHolderRestart: a key holder that dies is replaced; the idle
+// workers whose key channels led to it are let go, and the next session
+// goes to a worker attached to the new one.
 func TestKeyHolderRestart(t *testing.T) {
 	sp := spawnerWith(goodWorker, programExits(ExitState{}))
 	h := newServer(t, sp, "-v").start()
 	first := h.next(sp.keyHolders, "key holder")
+	old := h.worker()
+	waitFor(t, "the first worker attached to the first key holder", func() bool { return h.kh.attachedTo(first.pid) >= 1 })
 	first.Signal(syscall.SIGKILL)
 	h.waitLinePrefix("sslserver: warning: key holder ")
 	second := h.next(sp.keyHolders, "second key holder")
@@ -101,7 +104,13 @@ func TestKeyHolderRestart(t *testing.T) {
 	h.waitLineCount("sslserver: keyholder pid "+strconv.Itoa(second.pid), 1)
 	h.dial()
 	fs := h.session()
+	if fs.proc == old {
+		t.Error("the session went to a worker of the dead key holder")
+	}
 	h.waitLine("sslserver: end " + strconv.Itoa(fs.proc.pid) + " status 0")
-	waitFor(t, "the new key holder to get the worker's channel", func() bool { return h.kh.workerCount() == 1 })
+	if h.kh.attachedTo(second.pid) < 1 {
+		t.Error("no worker attached to the new key holder")
+	}
+	waitFor(t, "the old worker to be let go", old.wasWaited)
 	h.none(sp.keyHolders, "third key holder", 100*time.Millisecond)
 }

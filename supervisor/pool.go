@@ -34,6 +34,8 @@ type workerPool struct {
 type pooledWorker struct {
 	proc   Process
 	ch     *protocol.Channel
+	khID   uint32 // its name at the key holder, for grants
+	khGen  int    // which key holder has its key channel
 	served int
 	gone   chan struct{} // closed when reaped
 	state  ExitState     // valid once gone is closed
@@ -69,10 +71,15 @@ func (p *workerPool) get() (*pooledWorker, error) {
 	for len(p.idle) > 0 {
 		w := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if w.alive() {
-			p.mu.Unlock()
-			return w, nil
+		if !w.alive() {
+			continue
 		}
+		if !p.srv.kh.current(w.khGen) { // its key channel leads to a dead key holder
+			w.retire()
+			continue
+		}
+		p.mu.Unlock()
+		return w, nil
 	}
 	p.mu.Unlock()
 	return p.start()
@@ -125,21 +132,34 @@ func (p *workerPool) keep(w *pooledWorker) {
 	p.idle = append(p.idle, w)
 }
 
-// start execs a worker, configures it and waits until it is confined.
+// start execs a worker with its channels to the supervisor and to the
+// key holder, configures it and waits until it is confined.
 func (p *workerPool) start() (*pooledWorker, error) {
 	s := p.srv
 	ours, theirs, err := protocol.Pair("supervisor")
 	if err != nil {
 		return nil, err
 	}
-	proc, err := s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv,
-		Extra: []*os.File{theirs}, Sys: s.tls.startAttr()})
+	khW, khK, err := protocol.Pair("keyholder")
+	if err != nil {
+		ours.Close()
+		theirs.Close()
+		return nil, err
+	}
+	id, gen, err := s.kh.attach(khK)
+	khK.Close()
+	var proc Process
+	if err == nil {
+		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv,
+			Extra: []*os.File{theirs, khW}, Sys: s.tls.startAttr()})
+	}
 	theirs.Close()
+	khW.Close()
 	if err != nil {
 		ours.Close()
 		return nil, err
 	}
-	w := &pooledWorker{proc: proc, gone: make(chan struct{})}
+	w := &pooledWorker{proc: proc, khID: id, khGen: gen, gone: make(chan struct{})}
 	p.track(w)
 	go p.reap(w)
 	if w.ch, err = protocol.NewChannel(ours); err == nil {
@@ -243,13 +263,18 @@ func (w *pooledWorker) kill() {
 // one if it may serve more and the session went well; else it goes. A
 // returning worker is kept even beyond the pool's target (there are at
 // most -c of them) and is handed out first, before fresh ones.
+//
+// A kept worker is first granted its next session's signature: the grant
+// reaches the key holder before the worker can be given that session.
 func (p *workerPool) release(w *pooledWorker, ok bool) {
 	w.served++
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ok && !p.stopped && w.served < p.sessions && w.alive() {
-		p.idle = append(p.idle, w)
-		return
+	if ok && w.served < p.sessions && w.alive() && p.srv.kh.grant(w.khID, w.khGen) == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.stopped {
+			p.idle = append(p.idle, w)
+			return
+		}
 	}
 	w.retire()
 }

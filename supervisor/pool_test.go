@@ -56,7 +56,8 @@ func TestPoolKeepsWorkersReady(t *testing.T) {
 }
 
 // TestPoolReusesWorkers: with SSL_WORKER_SESSIONS=3 a worker serves
-// three sessions one after another, and is then let go.
+// three sessions one after another, and is then let go. Each time it
+// goes back to idle the key holder is granted its next signature.
 func TestPoolReusesWorkers(t *testing.T) {
 	sp := spawnerWith(goodWorker, programExits(ExitState{}))
 	env := map[string]string{"SSL_PREFORK": "0", "SSL_WORKER_SESSIONS": "3"}
@@ -78,6 +79,18 @@ func TestPoolReusesWorkers(t *testing.T) {
 	}
 	waitDone(t, first, "worker after its last session")
 	waitFor(t, "the worker to be reaped", first.wasWaited)
+	waitFor(t, "three grants", func() bool { return h.kh.grantCount() == 3 })
+	h.kh.mu.Lock()
+	defer h.kh.mu.Unlock()
+	if len(h.kh.workers) != 2 {
+		t.Fatalf("%d workers attached to the key holder, want 2", len(h.kh.workers))
+	}
+	one, two := h.kh.workers[0].ID, h.kh.workers[1].ID
+	g := h.kh.grants
+	if one == two || g[0].ID != one || g[1].ID != one || g[2].ID != two || g[0].Signs != 1 {
+		t.Errorf("workers %d and %d; grants %+v %+v %+v, want two for the first (not after its last session) and one for the second",
+			one, two, g[0], g[1], g[2])
+	}
 }
 
 // TestPoolRetiresAFailedWorker: a worker whose session failed serves no

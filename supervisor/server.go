@@ -180,17 +180,6 @@ func (s *Server) checkWorker() error {
 	return nil
 }
 
-// keyWait is how long the key holder waits for a worker's sign request:
-// under -N the handshake starts at once; under -n it starts whenever the
-// program says so, and the wait is bounded only by the worker's life
-// (0), which the session bounds.
-func (s *Server) keyWait() time.Duration {
-	if s.opt.Delayed {
-		return 0
-	}
-	return s.opt.Handshake + 10*time.Second
-}
-
 // programIDs applies -U: the program's ids from $UID and $GID.
 func programIDs(o *Options) error {
 	if !o.FromEnvIDs {

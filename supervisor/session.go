@@ -43,7 +43,7 @@ type session struct {
 // sessionFiles are the descriptors made for one session. The worker gets
 // (with MsgSession, in the order of protocol.SessionFd*):
 //
-//	conn  ctlW  inW  outR  keyW
+//	conn  ctlW  inW  outR
 //
 // and the program (see protocol.ProgramFd*), under -n:
 //
@@ -53,7 +53,6 @@ type session struct {
 //
 //	0 inR   1 outW  3 ctlP  4 inR  5 outW
 type sessionFiles struct {
-	keyW, keyK *os.File // key channel: worker end, key holder end
 	ctlW, ctlP *os.File // $SSLCTLFD: worker end, program end
 	inR, inW   *os.File // client -> program plaintext
 	outR, outW *os.File // program -> client plaintext
@@ -63,7 +62,6 @@ type sessionFiles struct {
 func (f *sessionFiles) open(c *net.TCPConn) error {
 	var err error
 	steps := []func() error{
-		func() error { f.keyW, f.keyK, err = protocol.Pair("keyholder"); return err },
 		func() error { f.ctlW, f.ctlP, err = protocol.StreamPair("ctl"); return err },
 		func() error { f.inR, f.inW, err = os.Pipe(); return err },
 		func() error { f.outR, f.outW, err = os.Pipe(); return err },
@@ -79,11 +77,11 @@ func (f *sessionFiles) open(c *net.TCPConn) error {
 }
 
 func (f *sessionFiles) closeAll() {
-	closeFiles([]*os.File{f.keyW, f.keyK, f.ctlW, f.ctlP, f.inR, f.inW, f.outR, f.outW, f.conn})
+	closeFiles([]*os.File{f.ctlW, f.ctlP, f.inR, f.inW, f.outR, f.outW, f.conn})
 }
 
 func (f *sessionFiles) worker() []*os.File {
-	return []*os.File{f.conn, f.ctlW, f.inW, f.outR, f.keyW}
+	return []*os.File{f.conn, f.ctlW, f.inW, f.outR}
 }
 
 // program returns stdin, stdout and the extra files of the program.
@@ -167,21 +165,14 @@ func endpoints(c *net.TCPConn) env.Endpoints {
 	return env.Endpoints{LocalIP: l.Addr().Unmap(), LocalPort: l.Port(), RemoteIP: r.Addr().Unmap(), RemotePort: r.Port()}
 }
 
-// startWorker hands the key holder the session's key channel, then the
-// session's descriptors to a ready worker; a worker found dead at that
-// moment is replaced by another.
+// startWorker hands the session's descriptors to a ready worker; a
+// worker found dead at that moment is replaced by another.
 func (ss *session) startWorker() error {
 	s := ss.srv
 	ss.seq = s.nextSeq()
-	err := s.kh.attach(ss.f.keyK, s.keyWait())
-	ss.f.keyK.Close()
-	ss.f.keyK = nil
-	if err != nil {
-		return err
-	}
 	w, err := ss.handOver()
-	closeFiles([]*os.File{ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR})
-	ss.f.keyW, ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil, nil
+	closeFiles([]*os.File{ss.f.ctlW, ss.f.inW, ss.f.outR})
+	ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
+	"github.com/ucspi-tls/sslserver/tlsworker"
 )
 
 // ports returns the server's and the client's port of c.
@@ -69,8 +70,16 @@ func TestWorkerSpecAndConfig(t *testing.T) {
 	if w.spec.Path != h.srv.exe || !reflect.DeepEqual(w.spec.Args, []string{protocol.WorkerArgv0}) {
 		t.Errorf("worker started as %q %q", w.spec.Path, w.spec.Args)
 	}
-	if len(w.spec.Extra) != 1 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
+	if len(w.spec.Extra) != 2 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
 		t.Errorf("worker spec: %d extra files, cred %v, stdin %v, stdout %v", len(w.spec.Extra), w.spec.Cred, w.spec.Stdin, w.spec.Stdout)
+	}
+	wantSys := tlsworker.StartAttr(tlsworker.Jail{UID: 65534, GID: 65533})
+	if !reflect.DeepEqual(w.spec.Sys, wantSys) {
+		t.Errorf("worker started with %+v, want %+v", w.spec.Sys, wantSys)
+	}
+	waitFor(t, "a NewWorker at the key holder", func() bool { return h.kh.workerCount() >= 1 })
+	if nw := h.kh.worker(0); nw.Signs != 1 || nw.WaitMsec != uint32(grantWait/time.Millisecond) || nw.ID == 0 {
+		t.Errorf("key holder got %+v, want a nonzero ID, 1 signature and a wait of %v for grants", nw, grantWait)
 	}
 	for _, kv := range w.spec.Env {
 		if slices.Contains(h.srv.environ, kv) {
@@ -88,10 +97,6 @@ func TestWorkerSpecAndConfig(t *testing.T) {
 	defer func() { p.exit <- ExitState{} }()
 	if len(fs.files) != protocol.SessionFiles {
 		t.Errorf("a session came with %d descriptors, want %d", len(fs.files), protocol.SessionFiles)
-	}
-	waitFor(t, "a NewWorker at the key holder", func() bool { return h.kh.workerCount() == 1 })
-	if nw := h.kh.workers[0]; nw.Signs != 1 || nw.WaitMsec < cfg.HandshakeMsec {
-		t.Errorf("key holder got %+v, want 1 signature and a wait of at least -T", nw)
 	}
 }
 
@@ -704,8 +709,9 @@ func TestSessionsLeakNoDescriptors(t *testing.T) {
 }
 
 // TestSessionKeyHolderDown: a session that cannot reach the key holder
-// is dropped before it takes a worker, so the idle worker stays ready,
-// and nothing of the session stays open.
+// is dropped; the idle worker, whose key channel died with the key
+// holder, is let go rather than given the session, and nothing of the
+// session stays open.
 func TestSessionKeyHolderDown(t *testing.T) {
 	sp := spawnerWith(goodWorker, programUntilTold)
 	h := newServer(t, sp, "-v").start()
@@ -727,8 +733,9 @@ func TestSessionKeyHolderDown(t *testing.T) {
 	h.waitLine("sslserver: warning: dropping connection from 127.0.0.1, unable to start TLS worker: key holder is not running")
 	h.waitLineCount("sslserver: status: 0/40", 2)
 	h.none(sp.programs, "program", 50*time.Millisecond)
-	if w.wasWaited() {
-		t.Error("the idle worker was used up by a session that never reached the key holder")
+	waitFor(t, "the idle worker of the dead key holder to be let go", w.wasWaited)
+	if len(sp.sessions) != 0 {
+		t.Error("a worker was given the session")
 	}
 	waitFds(t, before)
 }

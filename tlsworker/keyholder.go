@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/ucspi-tls/sslserver/protocol"
@@ -130,8 +131,13 @@ func sendPublic(sup *protocol.Channel, signers []crypto.Signer) error {
 	return sup.Send(&m)
 }
 
-// serveSupervisor takes worker channels until the supervisor hangs up.
+// serveSupervisor takes worker channels, and grants for them, until the
+// supervisor hangs up.
 func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
+	var (
+		mu      sync.Mutex
+		workers = map[uint32]*workerClient{}
+	)
 	for {
 		m, files, err := sup.Recv()
 		if errors.Is(err, io.EOF) {
@@ -140,44 +146,105 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 		if err != nil {
 			return fail(protocol.KeyHolderArgv0, err)
 		}
-		nw, ok := m.(*protocol.NewWorker)
-		if !ok {
+		switch m := m.(type) {
+		case *protocol.NewWorker:
+			ch, err := protocol.NewChannel(files[0])
+			if err != nil {
+				return fail(protocol.KeyHolderArgv0, err)
+			}
+			w := &workerClient{ch: ch, signers: signers, wait: time.Duration(m.WaitMsec) * time.Millisecond,
+				grants: make(chan struct{}, 1)}
+			w.grant(int(m.Signs))
+			mu.Lock()
+			old := workers[m.ID]
+			workers[m.ID] = w
+			mu.Unlock()
+			if old != nil {
+				return fail(protocol.KeyHolderArgv0, fmt.Errorf("worker ID %d given twice", m.ID))
+			}
+			go func() {
+				w.serve()
+				mu.Lock()
+				delete(workers, m.ID)
+				mu.Unlock()
+			}()
+		case *protocol.Grant:
+			mu.Lock()
+			w := workers[m.ID]
+			mu.Unlock()
+			if w != nil { // else the worker has gone meanwhile
+				w.grant(int(m.Signs))
+			}
+		default:
 			closeFiles(files)
 			return fail(protocol.KeyHolderArgv0, fmt.Errorf("unexpected message type %d from supervisor", m.Type()))
 		}
-		ch, err := protocol.NewChannel(files[0])
-		if err != nil {
-			return fail(protocol.KeyHolderArgv0, err)
-		}
-		w := &workerClient{ch: ch, signers: signers, budget: int(nw.Signs), wait: time.Duration(nw.WaitMsec) * time.Millisecond}
-		go w.serve()
 	}
 }
 
-// workerClient is one worker's channel as the key holder sees it.
+// workerClient is one worker's channel as the key holder sees it, for
+// the worker's life. Each signature takes an allowance; the supervisor
+// grants one per session. Allowances do not add up: a worker whose
+// session needed no signature does not carry one into the next.
 type workerClient struct {
 	ch      *protocol.Channel
 	signers []crypto.Signer
-	budget  int
-	wait    time.Duration
+	wait    time.Duration // for a grant, beyond the allowance
+	mu      sync.Mutex
+	allowed int
+	grants  chan struct{} // a token when allowed went up
 }
 
+// grant raises the allowance to n.
+func (w *workerClient) grant(n int) {
+	w.mu.Lock()
+	w.allowed = max(w.allowed, n)
+	w.mu.Unlock()
+	select {
+	case w.grants <- struct{}{}:
+	default:
+	}
+}
+
+// take uses one allowance, waiting up to w.wait for a grant: one the
+// supervisor sent before this worker's session may still be on its way
+// through the supervisor's channel.
+func (w *workerClient) take() bool {
+	deadline := time.NewTimer(w.wait)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		if w.allowed > 0 {
+			w.allowed--
+			w.mu.Unlock()
+			return true
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.grants:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// serve answers the worker's sign requests until it hangs up; a worker
+// waits for sessions as long as it likes, so there is no deadline on
+// the next request.
 func (w *workerClient) serve() {
 	defer w.ch.Close()
 	for {
-		w.setDeadline()
 		m, _, err := w.ch.Recv()
 		if err != nil {
 			return
 		}
-		if w.budget == 0 {
-			w.refuse("no more signatures for this session")
-			return
-		}
-		w.budget--
 		req, ok := m.(*protocol.SignRequest)
 		if !ok {
 			w.refuse(fmt.Sprintf("message type %d is not a sign request", m.Type()))
+			return
+		}
+		if !w.take() {
+			w.refuse("no more signatures for this session")
 			return
 		}
 		sig, err := w.sign(req)
@@ -188,14 +255,6 @@ func (w *workerClient) serve() {
 		if w.ch.Send(&protocol.Signature{Sig: sig}) != nil {
 			return
 		}
-	}
-}
-
-// setDeadline bounds the wait for the next request; a zero wait means
-// until the worker hangs up (its session bounds it).
-func (w *workerClient) setDeadline() {
-	if w.wait > 0 {
-		w.ch.SetDeadline(time.Now().Add(w.wait))
 	}
 }
 

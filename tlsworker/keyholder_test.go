@@ -80,6 +80,7 @@ func utMakeKeys() {
 // utHolder is the worker's end of a channel served by workerClient, the
 // key holder's per-worker loop.
 type utHolder struct {
+	w    *workerClient
 	ch   *protocol.Channel
 	raw  net.Conn      // the same socket, for bytes no encoder would write
 	done chan struct{} // closed when serve has returned
@@ -103,8 +104,9 @@ func utStartHolder(t *testing.T, signers []crypto.Signer, budget int, wait time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &utHolder{ch: ch, raw: raw, done: make(chan struct{})}
-	w := &workerClient{ch: kh, signers: signers, budget: budget, wait: wait}
+	w := &workerClient{ch: kh, signers: signers, wait: wait, grants: make(chan struct{}, 1)}
+	w.grant(budget)
+	h := &utHolder{w: w, ch: ch, raw: raw, done: make(chan struct{})}
 	go utServe(w, h.done)
 	t.Cleanup(func() { h.close(t) })
 	return h
@@ -343,30 +345,41 @@ func TestKeyHolderHangsUpOnMalformed(t *testing.T) {
 	}
 }
 
-// TestKeyHolderWaitDeadline: a worker that asks nothing for longer than
-// the wait loses its channel; one that asks more often keeps it; a zero
-// wait lasts until the worker hangs up.
-func TestKeyHolderWaitDeadline(t *testing.T) {
+// TestKeyHolderGrants: a worker at the end of its allowance waits, up
+// to the wait, for the supervisor's grant for its next session: a grant
+// within the wait lets the request through, none gets it refused and the
+// channel closed. Grants do not add up, and an idle worker keeps its
+// channel however long it waits for its next session.
+func TestKeyHolderGrants(t *testing.T) {
 	keys := utKeys(t).signers()
 	const wait = 300 * time.Millisecond
 	req := utRequest(utECDSA, crypto.SHA256, false, []byte("x"))
 
-	h := utStartHolder(t, keys, 10, wait)
-	for i := 0; i < 5; i++ { // 5 requests spread over more than 2 waits
-		time.Sleep(wait / 2)
-		utExpectSignature(t, keys, req, h.ask(t, req))
-	}
-	idle := time.Now()
-	h.expectHangup(t)
-	if took := time.Since(idle); took < wait*3/4 {
-		t.Errorf("the key holder hung up after %v, before the %v wait", took, wait)
-	}
-
-	forever := utStartHolder(t, keys, 10, 0)
+	h := utStartHolder(t, keys, 1, wait)
+	utExpectSignature(t, keys, req, h.ask(t, req))
+	time.Sleep(2 * wait) // idle between sessions: no deadline
 	select {
-	case <-forever.done:
-		t.Fatal("with no wait, the key holder hung up on an idle worker")
-	case <-time.After(2 * wait):
+	case <-h.done:
+		t.Fatal("the key holder hung up on an idle worker")
+	default:
 	}
-	utExpectSignature(t, keys, req, forever.ask(t, req))
+	h.w.grant(1)
+	h.w.grant(1) // a second grant before the session uses the first
+	utExpectSignature(t, keys, req, h.ask(t, req))
+
+	// The grant comes while the request waits for it.
+	if err := h.ch.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(wait / 3)
+	h.w.grant(1)
+	utExpectSignature(t, keys, req, h.reply(t))
+
+	// No grant: refused once the wait is over, and the channel is gone.
+	start := time.Now()
+	utExpectRefused(t, h.ask(t, req), "no more signatures")
+	if took := time.Since(start); took < wait*3/4 {
+		t.Errorf("refused after %v, before the %v wait for a grant", took, wait)
+	}
+	h.expectHangup(t)
 }

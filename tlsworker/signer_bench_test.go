@@ -47,12 +47,13 @@ func benchSigners(b *testing.B) []struct {
 }
 
 // benchKeyHolder serves one worker channel the way the key holder does
-// (workerClient, with a budget no benchmark exhausts) and returns the
+// (workerClient, with an allowance no benchmark exhausts) and returns the
 // worker's signer on the other end of a real SOCK_SEQPACKET pair.
 func benchKeyHolder(b *testing.B, signer crypto.Signer) *remoteSigner {
 	b.Helper()
 	worker, holder := benchChannels(b)
-	w := &workerClient{ch: holder, signers: []crypto.Signer{signer}, budget: math.MaxInt, wait: time.Minute}
+	w := &workerClient{ch: holder, signers: []crypto.Signer{signer}, wait: time.Minute, grants: make(chan struct{}, 1)}
+	w.grant(math.MaxInt)
 	done := make(chan struct{})
 	go benchServe(w, done)
 	b.Cleanup(func() {

@@ -36,10 +36,11 @@ const signWait = 10 * time.Second
 // It serves cfg.Sessions sessions at most, and none after one that
 // failed.
 type worker struct {
-	cfg    *protocol.WorkerConfig
-	sup    *protocol.Channel
-	leaves []*x509.Certificate
-	msgs   chan supMsg // from readSupervisor
+	cfg   *protocol.WorkerConfig
+	sup   *protocol.Channel
+	kh    *protocol.Channel  // to the key holder, which allows one signature per session
+	certs []*tls.Certificate // with the key holder's signer in place of a key
+	msgs  chan supMsg        // from readSupervisor
 }
 
 // supMsg is one message from the supervisor, or the error that ended
@@ -80,11 +81,16 @@ func newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"))
+	if err != nil {
+		sup.Close()
+		return nil, err
+	}
 	m, _, err := recvFirst(sup, protocol.MsgWorkerConfig, "the configuration")
 	if err != nil {
 		return nil, err
 	}
-	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, msgs: make(chan supMsg)}, nil
+	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, kh: kh, msgs: make(chan supMsg)}, nil
 }
 
 // start confines the worker, parses its certificates and says it is
@@ -99,7 +105,8 @@ func (w *worker) start() error {
 		if err != nil {
 			return fmt.Errorf("certificate %q: %w", c.Name, err)
 		}
-		w.leaves = append(w.leaves, leaf)
+		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh, timeout: signWait}
+		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
 	}
 	go w.readSupervisor()
 	return w.sup.Send(&protocol.WorkerReady{})
@@ -169,8 +176,6 @@ type session struct {
 	ctl      net.Conn
 	toProg   *os.File
 	fromProg *os.File
-	kh       *protocol.Channel
-	certs    []*tls.Certificate
 	chosen   *x509.Certificate // the leaf we presented
 	exited   chan struct{}     // closed when the program is gone
 	done     chan struct{}     // closed when the session is over
@@ -181,12 +186,8 @@ type session struct {
 // must stay blocking and untouched until the program hands it over.
 func (w *worker) newSession(seq uint32, files []*os.File) (*session, error) {
 	s := &session{w: w, seq: seq, conn: files[protocol.SessionFdConn], exited: make(chan struct{}), done: make(chan struct{})}
-	var err error
-	if s.kh, err = protocol.NewChannel(files[protocol.SessionFdKeyHolder]); err != nil {
-		closeFiles(files)
-		return nil, err
-	}
 	ctlFile := files[protocol.SessionFdCtl]
+	var err error
 	s.ctl, err = net.FileConn(ctlFile)
 	ctlFile.Close()
 	if err != nil {
@@ -201,7 +202,6 @@ func (w *worker) newSession(seq uint32, files []*os.File) (*session, error) {
 		closeFiles(files)
 		return nil, err
 	}
-	s.makeCerts()
 	return s, nil
 }
 
@@ -218,14 +218,6 @@ func nonblocking(f *os.File) (*os.File, error) {
 	unix.CloseOnExec(fd)
 	unix.SetNonblock(fd, true)
 	return os.NewFile(uintptr(fd), name), nil
-}
-
-func (s *session) makeCerts() {
-	for i, c := range s.w.cfg.Certs {
-		leaf := s.w.leaves[i]
-		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: s.kh, timeout: signWait}
-		s.certs = append(s.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
-	}
 }
 
 // run serves the session and returns its status: 0, or the code of the
@@ -252,7 +244,6 @@ func (s *session) close() {
 	close(s.done)
 	<-s.exited
 	s.ctl.Close()
-	s.kh.Close()
 	s.toProg.Close()
 	s.fromProg.Close()
 	s.conn.Close()
@@ -297,7 +288,6 @@ func (s *session) serve() error {
 	}
 	defer tcp.Close()
 	conn, err := s.handshake(tcp)
-	s.kh.Close() // one handshake, no more signatures
 	if err != nil {
 		return err
 	}
@@ -448,8 +438,8 @@ func answerLate(ctl net.Conn, block []byte) {
 // CERTFILE:name convention), else the first unnamed one.
 func (s *session) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	i := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
-	s.chosen = s.w.leaves[i]
-	return s.certs[i], nil
+	s.chosen = s.w.certs[i].Leaf
+	return s.w.certs[i], nil
 }
 
 func (s *session) pick(sni string) int {
