@@ -184,6 +184,11 @@ func checkProcessTree(t testing.TB, s *server, worker, prog int) {
 	if a := argv0(worker); a != "sslserver-tlsworker" {
 		t.Errorf("worker %d has argv[0] %q, want sslserver-tlsworker", worker, a)
 	}
+	// Exec'd through /proc/self/exe, it would be named "exe" in ps -e,
+	// top and pgrep.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", worker)); err != nil || string(b) != "sslserver\n" {
+		t.Errorf("worker %d is named %q (%v), want sslserver", worker, b, err)
+	}
 	for _, p := range []struct {
 		who string
 		pid int
@@ -206,6 +211,7 @@ func checkIDs(t testing.TB, who string, pid, uid, gid int) {
 		"NoNewPrivs": "1",
 		"CapEff":     "0000000000000000",
 		"CapPrm":     "0000000000000000",
+		"CapAmb":     "0000000000000000",
 	}
 	for k, w := range want {
 		if st[k] != w {

@@ -150,7 +150,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	khK.Close()
 	var proc Process
 	if err == nil {
-		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: confinedEnv,
+		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
 			Extra: []*os.File{theirs, khW}, Sys: s.tls.startAttr()})
 	}
 	theirs.Close()

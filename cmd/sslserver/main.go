@@ -9,11 +9,27 @@ package main
 
 import (
 	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
 	"github.com/ucspi-tls/sslserver/tlsworker"
 )
+
+// init names a worker or the key holder "sslserver", as a process started
+// from this binary by its file name is: they are exec'd through
+// /proc/self/exe, which would name them "exe" in ps -e, top and pgrep.
+// Package main's init runs on the main thread, whose name is the
+// process's.
+func init() {
+	switch os.Args[0] {
+	case protocol.WorkerArgv0, protocol.KeyHolderArgv0:
+		name, _ := unix.BytePtrFromString("sslserver")
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+	}
+}
 
 func main() {
 	switch os.Args[0] {
