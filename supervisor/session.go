@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -237,8 +238,9 @@ func (ss *session) startProgram() Process {
 func (ss *session) exec(tlsVars []env.Var) Process {
 	o, s := ss.srv.opt, ss.srv
 	in, out, extra := ss.f.program(o.Delayed)
-	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, ss.ruleEnv)
-	environ = env.Set(environ, fdVars()...) // the fd map has the last word
+	// The fd map has the last word: it comes after the rules' variables.
+	last := append(slices.Clip(ss.ruleEnv), fdVars()...)
+	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, last)
 	p, err := s.spawn.Start(&ProcSpec{Path: proc.LookPath(o.Program[0]), Args: o.Program, Env: environ,
 		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})
 	if err != nil {
