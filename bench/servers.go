@@ -18,11 +18,15 @@ import (
 // and the others are extra flags for it, so that "sslserver -w 60" is
 // sslserver with -w 60 added to its command line, and "sslserver
 // SSL_PREFORK=0" is sslserver starting a worker per connection on
-// demand instead of keeping four ready. For stunnel4 every extra word is
-// a line of its service's configuration ("stunnel4 TIMEOUTclose=0").
+// demand instead of keeping four ready; "sslserver
+// SSL_WORKER_SESSIONS=1000" lets a worker serve sessions one after
+// another (the weaker isolation the targets of its fast path are set
+// for). For stunnel4 every extra word is a line of its service's
+// configuration ("stunnel4 TIMEOUTclose=0").
 var Variants = []string{
 	"sslserver",
 	"sslserver SSL_PREFORK=0",
+	"sslserver SSL_WORKER_SESSIONS=1000",
 	"ceiling",
 	"stunnel4",
 	"socat",
