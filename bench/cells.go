@@ -215,7 +215,7 @@ func sessions(ctx context.Context, c *cell, s *server, tm timing) (*sample, erro
 // addCPU waits for the round's processes to be reaped, so that their
 // time is counted, and adds the server's CPU time per session.
 func addCPU(sm *sample, s *server, before *cpuUse, sessions int) error {
-	if _, err := settle(s.pid(), s.base, settleWait); err != nil {
+	if _, _, err := s.settle(); err != nil {
 		return err
 	}
 	after, err := treeCPU(s.pid())

@@ -195,7 +195,7 @@ func (d *driver) round(ctx context.Context, c *cell, s *server, rows []*row, fir
 			d.rep.curve(c.x25519, s.v.name, sm.curve)
 		}
 	}
-	if left, err := settle(s.pid(), s.base, settleWait); err == nil && left > s.base {
+	if left, late, err := s.settle(); err == nil && late {
 		fmt.Fprintf(d.log, "sslbench: warning: %s still has %d processes (idle: %d)\n", s.v.name, left, s.base)
 	}
 }
@@ -219,7 +219,7 @@ func (d *driver) warmUp(ctx context.Context, c *cell, servers []*server) {
 	tm.duration = min(d.tm.duration/4, 300*time.Millisecond)
 	for _, s := range servers {
 		measureOnce(ctx, c, s, tm)
-		settle(s.pid(), s.base, settleWait)
+		s.settle()
 	}
 }
 

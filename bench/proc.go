@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,16 +190,24 @@ func treeCPU(root int) (*cpuUse, error) {
 }
 
 // settle waits, at most limit, until root's tree is down to want
-// processes: the sessions of the last round have ended.
-func settle(root, want int, limit time.Duration) (int, error) {
+// processes, or, when prog is not empty, until no process in it runs
+// prog (argv[0]'s base name): the sessions of the last round have ended.
+// The second test is for servers whose idle size grows with the load: a
+// reused sslserver worker stays, idle, after its session.
+//
+// It returns how many processes are left, and whether the wait ran out.
+func settle(root, want int, prog string, limit time.Duration) (int, bool, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		pids, err := treeOf(root)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		if len(pids) <= want || time.Now().After(deadline) {
-			return len(pids), nil
+		if len(pids) <= want || (prog != "" && !slices.ContainsFunc(pids, func(p int) bool { return argv0(p) == prog })) {
+			return len(pids), false, nil
+		}
+		if time.Now().After(deadline) {
+			return len(pids), true, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

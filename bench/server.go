@@ -30,14 +30,24 @@ type server struct {
 	v       *variant
 	cmd     *exec.Cmd
 	target  load.Target
-	base    int   // processes in its tree when idle
-	idleKiB int64 // PSS of its tree just after it started
+	base    int    // processes in its tree when idle
+	program string // the program each session runs
+	idleKiB int64  // PSS of its tree just after it started
 	logf    *os.File
 	done    chan struct{} // closed when the server process is reaped
 	failed  bool          // a round failed: skip it for the rest of the cell
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// settle waits until the last round's sessions have ended (see settle).
+func (s *server) settle() (left int, timedOut bool, err error) {
+	prog := ""
+	if s.v.kind.pooled {
+		prog = filepath.Base(s.program)
+	}
+	return settle(s.pid(), s.base, prog, settleWait)
+}
 
 // freePort asks the kernel for a loopback port nobody uses right now.
 func freePort() (int, error) {
@@ -67,7 +77,7 @@ func startServer(ctx context.Context, v *variant, t *tools, st *setup, c *cell, 
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", v.name, err)
 	}
-	s := &server{v: v, cmd: cmd, target: target, logf: logf, done: make(chan struct{})}
+	s := &server{v: v, program: st.program[0], cmd: cmd, target: target, logf: logf, done: make(chan struct{})}
 	go s.reap()
 	if err := s.ready(ctx, c); err != nil {
 		s.stop()

@@ -70,12 +70,13 @@ type kind struct {
 	root     bool   // must run as root
 	binary   string // looked up in PATH, or in tools.bin when local
 	local    bool
+	pooled   bool   // keeps more processes idle after a busy round than before it
 	pkg      string // the Debian package that brings binary
 	command  func(t *tools, s *setup, extra []string) (*exec.Cmd, error)
 }
 
 var kinds = map[string]*kind{
-	"sslserver": {tls: true, starttls: true, x25519: true, root: true, binary: "sslserver", local: true, command: sslserverCmd},
+	"sslserver": {tls: true, starttls: true, x25519: true, root: true, binary: "sslserver", local: true, pooled: true, command: sslserverCmd},
 	"ceiling":   {tls: true, starttls: true, x25519: true, command: ceilingCmd},
 	"stunnel4":  {config: true, tls: true, starttls: true, x25519: true, binary: "stunnel4", pkg: "stunnel4", command: stunnelCmd},
 	"socat":     {tls: true, binary: "socat", pkg: "socat", command: socatCmd},
