@@ -9,7 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +292,37 @@ func TestProtocolNames(t *testing.T) {
 	for v, want := range map[uint16]string{tls.VersionTLS10: "TLSv1", tls.VersionTLS11: "TLSv1.1", tls.VersionTLS12: "TLSv1.2", tls.VersionTLS13: "TLSv1.3"} {
 		got := varMap(t, TLS(&tls.ConnectionState{Version: v, CipherSuite: tls.TLS_AES_128_GCM_SHA256}, nil, true, ""))
 		expect(t, got, "SSL_PROTOCOL", want)
+	}
+}
+
+// TestTLSOwnCertificateCached: the variables of our own certificate are
+// made once and reused, and give the same environment as made afresh;
+// the server's variables do not leak into the client's side or back.
+func TestTLSOwnCertificateCached(t *testing.T) {
+	p := newPKI(t, ecKey(t, elliptic.P256()))
+	sc, cc := configs(p, tls.VersionTLS13, 0, false)
+	srv, _ := handshake(t, sc, cc)
+	first := TLS(&srv, p.serverLeaf, true, "NONE")
+	second := TLS(&srv, p.serverLeaf, true, "NONE")
+	if !reflect.DeepEqual(first, second) {
+		t.Fatalf("the second handshake's variables differ:\n%v\n%v", first, second)
+	}
+	var fresh varList
+	certVars(&fresh, "SSL_SERVER_", p.serverLeaf)
+	for _, v := range fresh {
+		if !slices.Contains(second, v) {
+			t.Errorf("%s=%q missing from the cached variables", v.Name, v.Value)
+		}
+	}
+	ownCerts.Lock()
+	_, cached := ownCerts.vars[ownKey{"SSL_SERVER_", p.serverLeaf}]
+	ownCerts.Unlock()
+	if !cached {
+		t.Error("the server certificate's variables were not cached")
+	}
+	i := slices.IndexFunc(second, func(v Var) bool { return strings.HasPrefix(v.Name, "SSL_SERVER_") })
+	second[i].Value = "changed by a caller"
+	if third := TLS(&srv, p.serverLeaf, true, "NONE"); !reflect.DeepEqual(first, third) {
+		t.Error("changing a result changed the cache")
 	}
 }
