@@ -86,6 +86,12 @@ func ownVars(prefix string, c *x509.Certificate) []Var {
 	return l
 }
 
+// Names returns SSL_PROTOCOL's and SSL_CIPHER's values for cs without
+// the rest of TLS's work: what the log line of a handshake needs.
+func Names(cs *tls.ConnectionState) (protocol, cipher string) {
+	return protocols[cs.Version], cleanValue(cipherOf(cs.CipherSuite).name)
+}
+
 // sessionVars describes the protocol, the cipher and the software.
 func sessionVars(l *varList, cs *tls.ConnectionState, server bool) {
 	c := cipherOf(cs.CipherSuite)

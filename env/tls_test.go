@@ -326,3 +326,18 @@ func TestTLSOwnCertificateCached(t *testing.T) {
 		t.Error("changing a result changed the cache")
 	}
 }
+
+// TestNamesMatchTLS: the log line's protocol and cipher are the values
+// of SSL_PROTOCOL and SSL_CIPHER.
+func TestNamesMatchTLS(t *testing.T) {
+	p := newPKI(t, ecKey(t, elliptic.P256()))
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		sc, cc := configs(p, v, 0, false)
+		srv, _ := handshake(t, sc, cc)
+		proto, cipher := Names(&srv)
+		got := varMap(t, TLS(&srv, p.serverLeaf, true, "NONE"))
+		if proto == "" || cipher == "" || proto != got["SSL_PROTOCOL"] || cipher != got["SSL_CIPHER"] {
+			t.Errorf("version %x: Names %q %q, TLS %q %q", v, proto, cipher, got["SSL_PROTOCOL"], got["SSL_CIPHER"])
+		}
+	}
+}

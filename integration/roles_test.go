@@ -43,6 +43,7 @@ const (
 var roles = map[string]func() int{
 	"echo":   roleEcho,
 	"ytls":   func() int { return roleStartTLS('Y') },
+	"latey":  roleLateY,
 	"ylower": func() int { return roleStartTLS('y') },
 	"inject": roleInject,
 	"sha":    roleSHA,
@@ -276,6 +277,23 @@ func roleStartTLS(cmd byte) int {
 		return 1
 	}
 	return echo()
+}
+
+// roleLateY runs under -N, after the handshake: it asks for the reply
+// block with "Y" and writes it to the client.
+func roleLateY() int {
+	reply, err := startTLS('Y')
+	if err != nil {
+		return fail("Y: %v", err)
+	}
+	report, err := describeReply('Y', reply)
+	if err != nil {
+		return fail("Y reply %q: %v", reply, err)
+	}
+	if err := writeString(1, report+"END\n"); err != nil {
+		return 1
+	}
+	return 0
 }
 
 // describeReply checks the reply to cmd and renders it as one

@@ -85,6 +85,22 @@ func TestControlReply(t *testing.T) {
 	}
 }
 
+// TestControlReplyImmediate: under -N the program may still ask for the
+// reply block with "Y" after the handshake, and gets the same variables
+// (the worker makes the block only when it is asked for).
+func TestControlReplyImmediate(t *testing.T) {
+	s := startServer(t, serverConfig{role: "latey"})
+	tc, _ := s.dialTLS(t, nil)
+	vars := readVars(t, bufio.NewReader(tc))
+	state := tc.ConnectionState()
+	checkVars(t, "reply block under -N", vars, map[string]string{
+		"SSL_PROTOCOL":       tlsProtocolName[state.Version],
+		"SSL_CIPHER":         tls.CipherSuiteName(state.CipherSuite),
+		"SSL_SERVER_S_DN_CN": serverName,
+		"SSL_SERVER_CERT":    strings.TrimSpace(string(s.cert.certPEM)),
+	})
+}
+
 func tls13KeySize(suite string) string {
 	if strings.Contains(suite, "AES_128") {
 		return "128"

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -291,11 +292,11 @@ func (s *session) serve() error {
 	if err != nil {
 		return err
 	}
-	block, err := s.report(conn)
+	rep, err := s.report(conn)
 	if err != nil {
 		return err
 	}
-	s.answer(cmd, block)
+	s.answer(cmd, rep)
 	if len(s.w.cfg.Banner) > 0 {
 		if _, err := conn.Write(s.w.cfg.Banner); err != nil {
 			return nil
@@ -376,18 +377,37 @@ func (s *session) tlsConfig() *tls.Config {
 
 // report sends the handshake's outcome to the supervisor and returns the
 // reply block for the program.
-func (s *session) report(conn *tls.Conn) ([]byte, error) {
-	cs := conn.ConnectionState()
-	vars := toProtocol(env.TLS(&cs, s.chosen, true, "NONE"))
-	block, err := protocol.EncodeBlock(vars)
-	if err != nil {
-		return nil, err
-	}
-	done := &protocol.HandshakeDone{Protocol: lookup(vars, "SSL_PROTOCOL"), Cipher: lookup(vars, "SSL_CIPHER"), Block: []byte{0, 0}}
+func (s *session) report(conn *tls.Conn) (*reply, error) {
+	r := &reply{cs: conn.ConnectionState(), own: s.chosen}
+	proto, cipher := env.Names(&r.cs)
+	done := &protocol.HandshakeDone{Protocol: proto, Cipher: cipher, Block: []byte{0, 0}}
 	if s.w.cfg.SSLEnv {
+		block, err := r.block()
+		if err != nil {
+			return nil, err
+		}
 		done.Block = block
 	}
-	return block, s.w.sup.Send(done)
+	return r, s.w.sup.Send(done)
+}
+
+// reply is the session's SSL_* variables as a reply block, made when
+// first asked for: by -s, or by a program's "Y". Most sessions need
+// neither, and the block (certificate PEM and names) is the larger part
+// of a handshake report.
+type reply struct {
+	cs   tls.ConnectionState
+	own  *x509.Certificate
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+func (r *reply) block() ([]byte, error) {
+	r.once.Do(func() {
+		r.b, r.err = protocol.EncodeBlock(toProtocol(env.TLS(&r.cs, r.own, true, "NONE")))
+	})
+	return r.b, r.err
 }
 
 func toProtocol(vars []env.Var) []protocol.Var {
@@ -410,25 +430,30 @@ func lookup(vars []protocol.Var, name string) string {
 // answer completes the control protocol: after Y the block, then the
 // control fd closes either way. In immediate mode the program may still
 // ask later; it gets the same answer.
-func (s *session) answer(cmd protocol.Command, block []byte) {
+func (s *session) answer(cmd protocol.Command, r *reply) {
 	if !s.w.cfg.Delayed {
-		go answerLate(s.ctl, block)
+		go answerLate(s.ctl, r)
 		return
 	}
 	if cmd == protocol.CmdStartReply {
-		s.ctl.SetWriteDeadline(time.Now().Add(signWait))
-		s.ctl.Write(block)
+		if block, err := r.block(); err == nil {
+			s.ctl.SetWriteDeadline(time.Now().Add(signWait))
+			s.ctl.Write(block)
+		}
 	}
 	s.ctl.Close()
 }
 
-func answerLate(ctl net.Conn, block []byte) {
+func answerLate(ctl net.Conn, r *reply) {
 	defer ctl.Close()
 	var b [1]byte
 	if _, err := ctl.Read(b[:]); err != nil {
 		return
 	}
-	if protocol.Command(b[0]) == protocol.CmdStartReply {
+	if protocol.Command(b[0]) != protocol.CmdStartReply {
+		return
+	}
+	if block, err := r.block(); err == nil {
 		ctl.SetWriteDeadline(time.Now().Add(signWait))
 		ctl.Write(block)
 	}
