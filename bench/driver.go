@@ -81,6 +81,9 @@ func (d *driver) prepare() error {
 		return err
 	}
 	d.rep = &report{rounds: d.cfg.rounds, duration: d.cfg.duration, command: d.cfg.command, started: time.Now()}
+	if !d.cfg.quick {
+		d.rep.bulkExtra = bulkExtra
+	}
 	for _, v := range all {
 		if err := v.available(&d.tools); err != nil {
 			d.rep.note(fmt.Sprintf("%s left out: %v", v.name, err))
@@ -152,6 +155,9 @@ func (d *driver) runCell(ctx context.Context, c *cell, n, of int) {
 	rounds := c.rounds
 	if rounds == 0 {
 		rounds = d.cfg.rounds
+		if !d.cfg.quick {
+			rounds += c.extra
+		}
 	}
 	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
 		for _, s := range servers {

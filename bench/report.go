@@ -53,15 +53,16 @@ func median(v []float64) (float64, bool) {
 
 // report is the whole run's outcome.
 type report struct {
-	variants []string
-	rows     []*row
-	notes    []string
-	seen     map[string]bool        // notes already listed
-	curves   [2]map[string][]string // per variant, with Go's default key shares / X25519 pinned
-	rounds   int
-	duration time.Duration
-	command  string
-	started  time.Time
+	variants  []string
+	rows      []*row
+	notes     []string
+	seen      map[string]bool        // notes already listed
+	curves    [2]map[string][]string // per variant, with Go's default key shares / X25519 pinned
+	rounds    int
+	bulkExtra int // the bulk cells' extra rounds in this run
+	duration  time.Duration
+	command   string
+	started   time.Time
 }
 
 // note adds a line to the notes once.
@@ -152,8 +153,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "### Run of %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	b.WriteString(machineInfo(r.variants))
 	fmt.Fprintf(&b, "- command: `%s`\n", r.command)
-	fmt.Fprintf(&b, "- each figure: median of %d alternating rounds (%v each for rate, first byte and bulk); "+
-		"~ marks one whose rounds spread by more than half of it\n\n", r.rounds, r.duration)
+	fmt.Fprintf(&b, "- each figure: median of %d alternating rounds (%d for bulk; %v each for rate, first byte and bulk); "+
+		"~ marks one whose rounds spread by more than half of it\n\n", r.rounds, r.rounds+r.bulkExtra, r.duration)
 	r.mediansTable(&b)
 	r.ratiosTable(&b)
 	notes := append(r.curveNotes(), r.notes...)
