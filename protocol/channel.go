@@ -137,11 +137,7 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 		err = os.NewSyscallError("recvmsg", rerr)
 	}
 	if err != nil {
-		if oobn > 0 {
-			files, _ := parseRights(ch.oob[:oobn])
-			closeAll(files)
-		}
-		return nil, nil, err
+		return nil, nil, err // nothing was received: no descriptors to close
 	}
 	files, ferr := parseRights(ch.oob[:oobn])
 	m, err := checkRecv((*bp)[:n], flags, files, ferr)

@@ -15,6 +15,18 @@ import (
 // burst of work is a message in and a message out, that polling was
 // about half of its CPU per session.
 func rawRecvmsg(fd uintptr, p, oob []byte) (n, oobn, flags int, errno unix.Errno) {
+	return rawmsg(unix.SYS_RECVMSG, fd, p, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+}
+
+func rawSendmsg(fd uintptr, p, oob []byte) unix.Errno {
+	_, _, _, errno := rawmsg(unix.SYS_SENDMSG, fd, p, oob, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	return errno
+}
+
+// rawmsg makes recvmsg or sendmsg (trap) of one datagram p with its
+// control data oob; on success it returns the bytes moved and what the
+// kernel left in the header, on failure zeros and the errno.
+func rawmsg(trap, fd uintptr, p, oob []byte, flags uintptr) (n, oobn, msgFlags int, errno unix.Errno) {
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
 	msg := unix.Msghdr{Iov: &iov}
@@ -23,22 +35,9 @@ func rawRecvmsg(fd uintptr, p, oob []byte) (n, oobn, flags int, errno unix.Errno
 		msg.Control = &oob[0]
 		msg.SetControllen(len(oob))
 	}
-	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+	r, _, e := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&msg)), flags)
 	if e != 0 {
 		return 0, 0, 0, e
 	}
 	return int(r), int(msg.Controllen), int(msg.Flags), 0
-}
-
-func rawSendmsg(fd uintptr, p, oob []byte) unix.Errno {
-	iov := unix.Iovec{Base: &p[0]}
-	iov.SetLen(len(p))
-	msg := unix.Msghdr{Iov: &iov}
-	msg.SetIovlen(1)
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
-	}
-	_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	return e
 }
