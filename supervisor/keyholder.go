@@ -159,7 +159,7 @@ func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
 func (k *keyHolder) grant(id uint32, gen int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.ch == nil || gen != k.gen {
+	if !k.runs(gen) {
 		return errors.New("the worker's key holder is gone")
 	}
 	return k.ch.Send(&protocol.Grant{ID: id, Signs: 1})
@@ -169,8 +169,11 @@ func (k *keyHolder) grant(id uint32, gen int) error {
 func (k *keyHolder) current(gen int) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.ch != nil && gen == k.gen
+	return k.runs(gen)
 }
+
+// runs is current with k.mu held.
+func (k *keyHolder) runs(gen int) bool { return k.ch != nil && gen == k.gen }
 
 // shutdown ends the key holder: closing its channel makes it exit.
 func (k *keyHolder) shutdown() {
