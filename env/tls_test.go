@@ -296,8 +296,8 @@ func TestProtocolNames(t *testing.T) {
 }
 
 // TestTLSOwnCertificateCached: the variables of our own certificate are
-// made once and reused, and give the same environment as made afresh;
-// the server's variables do not leak into the client's side or back.
+// made once and reused, give the same environment as made afresh, and a
+// caller changing its result does not change the cache.
 func TestTLSOwnCertificateCached(t *testing.T) {
 	p := newPKI(t, ecKey(t, elliptic.P256()))
 	sc, cc := configs(p, tls.VersionTLS13, 0, false)
