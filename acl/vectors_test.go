@@ -13,11 +13,10 @@ import (
 	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
-func vectorDir(t testing.TB) string { return testutil.SharedTestdata(t, "tcprules") }
-
+// vectorFile is a file of testdata/tcprules (see its README).
 func vectorFile(t testing.TB, name string) string {
 	t.Helper()
-	return filepath.Join(vectorDir(t), name)
+	return testutil.Tcprules(t, name)
 }
 
 // unescapeTSV undoes the \xNN escapes of the vector files.

@@ -1,6 +1,6 @@
 package integration
 
-// The tcprules lookup vectors (shared/testdata/tcprules/lookups.tsv)
+// The tcprules lookup vectors (acl/testdata/tcprules/lookups.tsv)
 // through the real server: sslserver -x with the cdb fehcom's tcprules
 // wrote, a client from the row's address, the row's host learnt by PTR
 // from the test's DNS server and its IDENT info from the test's IDENT
@@ -24,8 +24,8 @@ import (
 	"testing"
 )
 
-// vectorDir is shared/testdata/tcprules, beside the module.
-var vectorDir = filepath.Join("..", "..", "shared", "testdata", "tcprules")
+// vectorDir holds the tcprules vectors, in the acl package's testdata.
+var vectorDir = filepath.Join("..", "acl", "testdata", "tcprules")
 
 // lookupVector is one line of lookups.tsv.
 type lookupVector struct {

@@ -130,7 +130,7 @@ func TestErrors(t *testing.T) {
 }
 
 func vectorFile(t *testing.T, name string) string {
-	return testutil.SharedTestdata(t, "tcprules", name)
+	return testutil.Tcprules(t, name)
 }
 
 func buildBinary(t *testing.T) string { return testutil.BuildCommand(t, progName) }

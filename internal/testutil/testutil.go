@@ -1,5 +1,5 @@
 // Package testutil holds the few helpers several packages' tests share:
-// where the shared interoperability vectors are, and building a command
+// where the tcprules interoperability vectors are, and building a command
 // under test.
 package testutil
 
@@ -10,9 +10,11 @@ import (
 	"testing"
 )
 
-// SharedTestdata is the path of shared/testdata/elem..., which sits beside
-// the module root (the directory of the first go.mod above the test's).
-func SharedTestdata(t testing.TB, elem ...string) string {
+// Tcprules is the path of one file of the tcprules interoperability
+// vectors, acl/testdata/tcprules/name, found from the module root (the
+// directory of the first go.mod above the test's), so every package's
+// tests read the one copy inside the repository.
+func Tcprules(t testing.TB, name string) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -20,7 +22,7 @@ func SharedTestdata(t testing.TB, elem ...string) string {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(append([]string{dir, "..", "shared", "testdata"}, elem...)...)
+			return filepath.Join(dir, "acl", "testdata", "tcprules", name)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
