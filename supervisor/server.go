@@ -68,7 +68,12 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		fmt.Fprintf(stderr, "sslserver: %v\n", err)
 		return protocol.ExitUsage
 	}
-	log := NewLog(stderr, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	defer surviveBrokenPipe()()
+	out := newLogQueue()
+	log := NewLog(out, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	out.resumed = log.lost
+	out.start(stderr)
+	defer out.close(logFlushWait)
 	// Descriptors inherited from whoever started us must not reach a
 	// worker, the key holder or a program.
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
