@@ -152,7 +152,7 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("TLS settings a worker would refuse: %w", err)
 	}
 	if opt.UID != nil && *opt.UID == s.tls.uid {
-		log.Warning("TLS workers share the program's uid %d and could trace its processes: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
+		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
 	}
 	s.environ = programBase(os.Environ())
 	ln, err := Listen(opt)
