@@ -165,7 +165,10 @@ func (ss *session) startWorker() error {
 	if err != nil {
 		return fmt.Errorf("unable to find my own binary: %w", err)
 	}
-	attr := &os.ProcAttr{Env: workerEnv(), Files: ss.f.worker(ss.c.stderr)}
+	// A session of its own: the TLS process faces a server that may be
+	// hostile, and must not have the user's terminal as its controlling
+	// tty, through which it could push input into the shell (TIOCSTI).
+	attr := &os.ProcAttr{Env: workerEnv(), Files: ss.f.worker(ss.c.stderr), Sys: &syscall.SysProcAttr{Setsid: true}}
 	p, err := os.StartProcess(exe, []string{protocol.ClientWorkerArgv0}, attr)
 	for _, fp := range []**os.File{&ss.f.chW, &ss.f.ctlW, &ss.f.inW, &ss.f.outR} {
 		if *fp != nil {

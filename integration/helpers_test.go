@@ -58,7 +58,20 @@ type serverConfig struct {
 	roleEnv   []string   // ...with these NAME=value
 	program   []string   // or any other program
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
+	bin       string     // default "sslserver"; "hostileserver" can have a hostile worker
+	stderr    stderrKind // what sslserver's stderr is; default a pipe
 }
+
+// stderrKind is what sslserver's stderr is: the test reads the log from
+// the other end in every case.
+type stderrKind int
+
+const (
+	stderrPipe   stderrKind = iota
+	stderrSocket            // a UNIX stream socket, as systemd's journal gives
+	stderrFile              // a file opened for appending, as 2>>file
+	stderrTTY               // a pty, which is also sslserver's controlling terminal
+)
 
 // serverOnlyVars are read by sslserver and must never reach the program.
 var serverOnlyVars = []string{"CERTFILE", "KEYFILE", "CERTCHAINFILE", "CAFILE", "CADIR", "CCAFILE",
@@ -75,7 +88,9 @@ type server struct {
 	cert    *testCert
 	log     *logBook
 	exited  chan struct{}
-	exitErr error // valid once exited is closed
+	exitErr error    // valid once exited is closed
+	logPath string   // with stderrFile: the log file
+	tty     *os.File // with stderrTTY: the terminal side of the pty
 }
 
 func startServer(t testing.TB, cfg serverConfig) *server {
@@ -87,13 +102,16 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	if cfg.host == "" {
 		cfg.host = "127.0.0.1"
 	}
+	if cfg.bin == "" {
+		cfg.bin = "sslserver"
+	}
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
-	s.cmd = exec.Command(binary(t, "sslserver"), serverArgs(cfg)...)
+	s.cmd = exec.Command(binary(t, cfg.bin), serverArgs(cfg)...)
 	s.cmd.Env = serverEnv(t, cfg)
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, stdoutW := s.pipe()
-	stderr, stderrW := s.pipe()
+	stderr, stderrW := s.stderr(cfg.stderr)
 	s.cmd.Stdout, s.cmd.Stderr = stdoutW, stderrW
 	s.cmd.ExtraFiles = cfg.inherit
 	if err := s.cmd.Start(); err != nil {
@@ -103,8 +121,12 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	stderrW.Close()
 	s.pid = s.cmd.Process.Pid
 	t.Cleanup(s.stop)
-	go collectLog(stderr, s.log)
 	go s.waitExit()
+	if cfg.stderr == stderrFile {
+		go tailLog(stderr, s.log, s.exited)
+	} else {
+		go collectLog(stderr, s.log)
+	}
 	s.port = s.readPort(stdout)
 	s.addr = joinHostPort(cfg.host, s.port)
 	return s
@@ -212,15 +234,25 @@ func (s *server) waitExit() {
 }
 
 // stop ends the server with SIGTERM (SIGKILL to its group after
-// waitTime), then kills anything left in its process group; a process
-// left behind by a server that exited by itself is a leak and an error.
+// waitTime), then kills anything left in its process group or of the
+// processes it had started; a process left behind by a server that
+// exited by itself is a leak and an error. Its children are looked for
+// by parent before it ends: each runs in a session and process group of
+// its own.
 func (s *server) stop() {
+	started := descendants(s.pid)
 	if s.terminate() {
 		if left := waitGroupEmpty(s.pid, 2*time.Second); len(left) > 0 {
 			s.t.Errorf("processes left in sslserver's group after it exited: %v", describePIDs(left))
 		}
+		if left := waitGone(started, 2*time.Second); len(left) > 0 {
+			s.t.Errorf("processes sslserver started left after it exited: %v", describePIDs(left))
+		}
 	}
 	syscall.Kill(-s.pid, syscall.SIGKILL)
+	for _, p := range started {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
 	if s.t.Failed() {
 		s.t.Logf("sslserver %q log:\n%s", s.cmd.Args, s.log.text())
 	}
@@ -257,6 +289,34 @@ func waitGroupEmpty(pgid int, d time.Duration) []int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitGone returns those of pids still running (not zombies) after up
+// to d.
+func waitGone(pids []int, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		var left []int
+		for _, p := range pids {
+			if st, err := readStat(p); err == nil && st.state != "Z" {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// descendants lists pid's children, theirs, and so on.
+func descendants(pid int) []int {
+	var out []int
+	for _, c := range children(pid) {
+		out = append(out, c)
+		out = append(out, descendants(c)...)
+	}
+	return out
 }
 
 // logBook collects sslserver's stderr lines (its own and its programs').
@@ -440,8 +500,9 @@ func (s *server) unexpectedChildren(kh int) []int {
 
 // procStat holds the fields of /proc/PID/stat the tests use.
 type procStat struct {
-	state      string
-	ppid, pgrp int
+	state               string
+	ppid, pgrp, session int
+	tty                 int // the controlling terminal's device number; 0: none
 }
 
 func readStat(pid int) (procStat, error) {
@@ -452,12 +513,14 @@ func readStat(pid int) (procStat, error) {
 	// The command name is in parentheses and may hold spaces.
 	i := strings.LastIndexByte(string(b), ')')
 	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 3 {
+	if i < 0 || len(f) < 5 {
 		return procStat{}, fmt.Errorf("malformed /proc/%d/stat: %q", pid, b)
 	}
-	ppid, _ := strconv.Atoi(f[1])
-	pgrp, _ := strconv.Atoi(f[2])
-	return procStat{state: f[0], ppid: ppid, pgrp: pgrp}, nil
+	n := make([]int, 5)
+	for j := 1; j < 5; j++ {
+		n[j], _ = strconv.Atoi(f[j])
+	}
+	return procStat{state: f[0], ppid: n[1], pgrp: n[2], session: n[3], tty: n[4]}, nil
 }
 
 // allPIDs lists the processes in /proc matching keep.

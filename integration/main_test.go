@@ -61,6 +61,11 @@ func prepareBinaries(dir string) error {
 		return err
 	}
 	buildErrs = buildAll(root, dir)
+	// sslserver with a worker that can play a compromised one, for the
+	// boundary tests.
+	if out, err := goBuild(root, dir, "./integration/hostileserver"); err != nil {
+		buildErrs["hostileserver"] = fmt.Errorf("go build ./integration/hostileserver: %w\n%s", err, out)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err

@@ -134,8 +134,30 @@ func checkSessionFDs(t testing.TB, s *server, h heldSession, keyHolder int) {
 	stderr := s.stderrLink(t)
 	pfds := procFDs(t, h.prog)
 	checkFDMap(t, "program", pfds, programFDs, stderr)
-	checkWorkerFDs(t, procFDs(t, h.worker), pfds, stderr, tcpInode(t, s.port, h.clientPort))
+	wfds := procFDs(t, h.worker)
+	checkWorkerFDs(t, wfds, pfds, stderr, tcpInode(t, s.port, h.clientPort))
 	checkKeyHolderFDs(t, keyHolder, stderr)
+	sup := procFDs(t, s.pid)
+	checkRelayed(t, "worker", wfds[2], sup)
+	checkRelayed(t, "key holder", procFDs(t, keyHolder)[2], sup)
+}
+
+// ownStderr: a worker's or the key holder's fd 2 is a pipe of its own,
+// never sslserver's stderr, which a hostile one could shut down,
+// truncate or use as a terminal.
+func ownStderr(g fdInfo, stderr string) bool {
+	return strings.HasPrefix(g.target, "pipe:") && g.mode == "w" && g.target != stderr
+}
+
+// checkRelayed: the read end of a child's stderr pipe is the supervisor's.
+func checkRelayed(t testing.TB, who string, g fdInfo, sup map[int]fdInfo) {
+	t.Helper()
+	for _, s := range sup {
+		if s.target == g.target && s.mode == "r" {
+			return
+		}
+	}
+	t.Errorf("%s: the supervisor does not read its stderr %s", who, g.target)
 }
 
 func realUID(t testing.TB, pid int) string {
@@ -342,7 +364,7 @@ func socketFamilies(t testing.TB) map[string]string {
 }
 
 // checkWorkerFDs compares the worker's descriptors with the contract's
-// map. The worker is started with 0, 1 /dev/null, 2 stderr, 3 and 4
+// map. The worker is started with 0, 1 /dev/null, 2 its stderr pipe, 3 and 4
 // unix sockets (supervisor, key holder), 5 the connection, 6 the control
 // socket, 7 and 8 the pipes; Go renumbers descriptors it wraps (net.FileConn
 // dups), so past 2 the check is on what is open, not where: this one
@@ -359,8 +381,8 @@ func checkWorkerFDs(t testing.TB, wfds, pfds map[int]fdInfo, stderr, conn string
 				t.Errorf("worker: fd %d is %s, want /dev/null", fd, g.target)
 			}
 		case fd == 2:
-			if g.target != stderr {
-				t.Errorf("worker: fd 2 is %s, want sslserver's stderr %s", g.target, stderr)
+			if !ownStderr(g, stderr) {
+				t.Errorf("worker: fd 2 is %s (%s), want a pipe of its own, not sslserver's stderr %s", g.target, g.mode, stderr)
 			}
 		case strings.HasPrefix(g.target, "unix:"):
 			unix++
@@ -406,13 +428,13 @@ func tcpInode(t testing.TB, serverPort, clientPort int) string {
 	return ""
 }
 
-// checkKeyHolderFDs: /dev/null, stderr and sockets only; above all, no
+// checkKeyHolderFDs: /dev/null, its stderr pipe and sockets only; above all, no
 // key or certificate file stays open.
 func checkKeyHolderFDs(t testing.TB, pid int, stderr string) {
 	t.Helper()
 	for fd, g := range procFDs(t, pid) {
 		switch {
-		case fd <= 1 && g.target == "/dev/null", fd == 2 && g.target == stderr:
+		case fd <= 1 && g.target == "/dev/null", fd == 2 && ownStderr(g, stderr):
 		case fd >= 3 && strings.HasPrefix(g.target, "unix:"):
 		default:
 			t.Errorf("key holder %d: unexpected fd %d: %s", pid, fd, g.target)

@@ -57,6 +57,11 @@ func TestSslclientConfinedAsRoot(t *testing.T) {
 	checkIDs(t, "TLS process", worker, uid, gid)
 	checkRoot(t, "TLS process", worker, "", false)
 	checkNotDumpable(t, "TLS process", worker, uid, gid)
+	// A session of its own: the terminal sslclient may run on is not the
+	// TLS process's controlling tty, to push input into with TIOCSTI.
+	if st, err := readStat(worker); err != nil || st.session != worker || st.tty != 0 {
+		t.Errorf("TLS process %d: %+v (%v), want a session of its own and no controlling tty", worker, st, err)
+	}
 	root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", worker))
 	if err != nil {
 		t.Fatal(err)

@@ -110,3 +110,16 @@ func (l *Log) Warning(format string, args ...any) {
 func (l *Log) Fatal(format string, args ...any) {
 	l.h.Error("fatal: "+fmt.Sprintf(format, args...), "event", "fatal")
 }
+
+// Child returns what logs the stderr lines of a worker or the key
+// holder (role), one "role pid: line" each, at warning level.
+func (l *Log) Child(role string) func(pid int, line string) {
+	return func(pid int, line string) {
+		l.h.Warn(fmt.Sprintf("%s %d: %s", role, pid, line), "event", "child", "role", role, "pid", pid, "text", line)
+	}
+}
+
+// lost logs how many lines stderr did not take, once it takes one again.
+func (l *Log) lost(n int64) {
+	l.h.Warn(fmt.Sprintf("warning: %d log lines lost: stderr was full or failed", n), "event", "warning", "lost", n)
+}

@@ -183,3 +183,35 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A worker's or the key holder's stderr line is a warning of the
+// supervisor's, named by role and pid; so is the count of lost lines.
+func TestLogChildLines(t *testing.T) {
+	cases := []struct {
+		v    Verbosity
+		json bool
+		want string
+	}{
+		{Quiet, false, ""},
+		{Errors, false, "sslserver: worker 4711: fatal: x\\x1b\nsslserver: warning: 3 log lines lost: stderr was full or failed\n"},
+		{Errors, true, `"@message":"worker 4711: fatal: x\\x1b","@module":"sslserver","@timestamp":`},
+	}
+	for _, c := range cases {
+		var b bytes.Buffer
+		l := NewLog(&b, "sslserver", c.v, c.json)
+		l.Child("worker")(4711, `fatal: x\x1b`)
+		l.lost(3)
+		if c.json {
+			var got map[string]any
+			line, _, _ := strings.Cut(b.String(), "\n")
+			if err := json.Unmarshal([]byte(line), &got); err != nil || got["event"] != "child" || got["role"] != "worker" ||
+				got["pid"] != 4711.0 || got["text"] != `fatal: x\x1b` || !strings.Contains(line, c.want) {
+				t.Errorf("JSON child line %q (%v)", line, err)
+			}
+			continue
+		}
+		if b.String() != c.want {
+			t.Errorf("verbosity %d: got %q, want %q", c.v, b.String(), c.want)
+		}
+	}
+}

@@ -68,7 +68,12 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		fmt.Fprintf(stderr, "sslserver: %v\n", err)
 		return protocol.ExitUsage
 	}
-	log := NewLog(stderr, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	defer surviveBrokenPipe()()
+	out := newLogQueue()
+	log := NewLog(out, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	out.resumed = log.lost
+	out.start(stderr)
+	defer out.close(logFlushWait)
 	// Descriptors inherited from whoever started us must not reach a
 	// worker, the key holder or a program.
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -147,7 +152,7 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		return nil, nil, fmt.Errorf("TLS settings a worker would refuse: %w", err)
 	}
 	if opt.UID != nil && *opt.UID == s.tls.uid {
-		log.Warning("TLS workers share the program's uid %d and could trace its processes: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
+		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
 	}
 	s.environ = programBase(os.Environ())
 	ln, err := Listen(opt)

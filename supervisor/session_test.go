@@ -73,6 +73,9 @@ func TestWorkerSpecAndConfig(t *testing.T) {
 	if len(w.spec.Extra) != 2 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
 		t.Errorf("worker spec: %d extra files, cred %v, stdin %v, stdout %v", len(w.spec.Extra), w.spec.Cred, w.spec.Stdin, w.spec.Stdout)
 	}
+	if w.spec.Said == nil {
+		t.Error("the worker would share the supervisor's stderr: its spec has no Said")
+	}
 	wantSys := tlsworker.StartAttr(tlsworker.Jail{UID: 65534, GID: 65533})
 	if !reflect.DeepEqual(w.spec.Sys, wantSys) {
 		t.Errorf("worker started with %+v, want %+v", w.spec.Sys, wantSys)

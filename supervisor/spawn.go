@@ -4,6 +4,7 @@ import (
 	"os"
 	"slices"
 	"syscall"
+	"time"
 )
 
 // Spawner starts the supervisor's children. The real one execs; tests of
@@ -22,6 +23,10 @@ type ProcSpec struct {
 	Extra  []*os.File
 	Cred   *syscall.Credential  // nil: the supervisor's own ids
 	Sys    *syscall.SysProcAttr // if set, all of how to start it (Cred is ignored)
+	// Said takes what the child writes on its fd 2, which is then a pipe
+	// of its own (see relayStderr). Nil only for the program, whose fd 2
+	// is the supervisor's stderr, as UCSPI has it.
+	Said func(pid int, line string)
 }
 
 // Process is a started child.
@@ -55,24 +60,41 @@ type ExecSpawner struct {
 	Stderr *os.File
 }
 
+// Start runs p in a session of its own: no child shares the
+// supervisor's controlling terminal (it could push input into the shell
+// that started sslserver with TIOCSTI) or its process group.
 func (e ExecSpawner) Start(p *ProcSpec) (Process, error) {
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer null.Close()
-	files := []*os.File{orNull(p.Stdin, null), orNull(p.Stdout, null), e.Stderr}
-	files = append(files, p.Extra...)
-	sys := p.Sys
-	if sys == nil {
-		sys = &syscall.SysProcAttr{Credential: p.Cred}
+	stderr, said := e.Stderr, (*os.File)(nil)
+	if p.Said != nil {
+		if said, stderr, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+		defer stderr.Close()
 	}
-	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: sys}
+	files := []*os.File{orNull(p.Stdin, null), orNull(p.Stdout, null), stderr}
+	files = append(files, p.Extra...)
+	sys := syscall.SysProcAttr{Credential: p.Cred}
+	if p.Sys != nil {
+		sys = *p.Sys
+	}
+	sys.Setsid = true
+	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: &sys}
 	proc, err := os.StartProcess(p.Path, p.Args, attr)
 	if err != nil {
+		if said != nil {
+			said.Close()
+		}
 		return nil, err
 	}
-	return execProcess{proc}, nil
+	if said != nil {
+		go relayStderr(said, proc.Pid, p.Said)
+	}
+	return execProcess{proc, said}, nil
 }
 
 func orNull(f, null *os.File) *os.File {
@@ -82,13 +104,23 @@ func orNull(f, null *os.File) *os.File {
 	return f
 }
 
-type execProcess struct{ p *os.Process }
+// execProcess is a started child; said is the supervisor's end of its
+// stderr pipe, nil for the program.
+type execProcess struct {
+	p    *os.Process
+	said *os.File
+}
 
 func (e execProcess) Pid() int                 { return e.p.Pid }
 func (e execProcess) Signal(s os.Signal) error { return e.p.Signal(s) }
 
 func (e execProcess) Wait() ExitState {
 	st, err := e.p.Wait()
+	if e.said != nil {
+		// The child is gone; a copy of its stderr's write end that it
+		// passed on must not keep the relay, and its descriptor, alive.
+		e.said.SetReadDeadline(time.Now().Add(stderrLinger))
+	}
 	if err != nil {
 		return ExitState{Code: 111}
 	}

@@ -30,10 +30,20 @@ type Jail struct {
 // exec, so that it can chroot. The ids change in the child between fork
 // and exec, where it has a single thread; the process never runs as root,
 // not even while the Go runtime starts.
+//
+// It also starts in a session of its own, with no controlling terminal,
+// and in a PID namespace of its own, as its only process (pid 1 there):
+// workers and the key holder share a uid, and the kernel would let one
+// signal or trace another of its uid by pid; in its own namespace no
+// other process has a pid it can name. The supervisor ends it with
+// SIGKILL, which a namespace's pid 1 gets from the parent namespace like
+// any process does. See docs/security.md.
 func StartAttr(j Jail) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{
 		Credential:  &syscall.Credential{Uid: j.UID, Gid: j.GID, Groups: []uint32{}},
 		AmbientCaps: []uintptr{unix.CAP_SYS_CHROOT},
+		Cloneflags:  syscall.CLONE_NEWPID,
+		Setsid:      true,
 	}
 }
 
