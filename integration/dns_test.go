@@ -7,9 +7,6 @@ package integration
 // comes from the test's DNS server.
 
 import (
-	"crypto/tls"
-	"errors"
-	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -228,20 +225,6 @@ func TestSilentDNSHoldsNoOneUp(t *testing.T) {
 	if n := s.countLog(timeoutLine(silent)); n != 1 {
 		t.Errorf("%d timeout lines for %s, want 1", n, silent)
 	}
-	checkRemoteVars(t, readEnvTLS(t, s, ta, pidA), "", "")
+	checkRemoteVars(t, s.readEnvTLS(t, ta, pidA), "", "")
 	s.waitChildren(t)
-}
-
-// readEnvTLS reads an env-role session's dump on a TLS connection
-// already made, and checks it ended with status 0.
-func readEnvTLS(t testing.TB, s *server, tc *tls.Conn, pid int) map[string]string {
-	t.Helper()
-	out, err := io.ReadAll(tc)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("reading the environment: %v", err)
-	}
-	if status := s.waitEnd(t, pid); status != 0 {
-		t.Errorf("session %d ended with status %d, want 0", pid, status)
-	}
-	return parseEnvDump(t, string(out))
 }

@@ -13,6 +13,7 @@ package integration
 // covered one step short of the socket.
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -203,7 +204,13 @@ func (s *server) expectVectorAllow(t testing.TB, c *net.TCPConn, row lookupVecto
 // readEnv finishes an env-role session on c: TLS, the dump, status 0.
 func (s *server) readEnv(t testing.TB, c net.Conn, pid int) map[string]string {
 	t.Helper()
-	tc := s.startTLS(t, c, nil)
+	return s.readEnvTLS(t, s.startTLS(t, c, nil), pid)
+}
+
+// readEnvTLS reads an env-role session's dump on a TLS connection
+// already made, and checks it ended with status 0.
+func (s *server) readEnvTLS(t testing.TB, tc *tls.Conn, pid int) map[string]string {
+	t.Helper()
 	out, err := io.ReadAll(tc)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("reading the environment: %v", err)
