@@ -113,9 +113,8 @@ func timedOut(parent, own context.Context, found bool) bool {
 	return !found && !expired(parent) && expired(own)
 }
 
-// expired: ctx is done, or its deadline has passed; it reads the
-// deadline itself too: a socket's deadline may fire
-// just before the context's timer does.
+// expired: ctx is done, or its deadline has passed (a socket's deadline
+// may fire just before the context's timer does).
 func expired(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return true
