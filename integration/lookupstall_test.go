@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -143,4 +144,45 @@ func loadSession(addr, ip string, cfg *tls.Config, timeout time.Duration) error 
 		return fmt.Errorf("session from %s:%d after %v: read %q, %v", ip, localPort(raw), time.Since(start).Round(time.Millisecond), out, err)
 	}
 	return nil
+}
+
+// A silent IDENT responder (it accepts and never answers): the handshake
+// is done while the lookup waits, the lookup gives up after -t with one
+// -v line, and the session goes on without info.
+func TestSilentIdentTimesOut(t *testing.T) {
+	t.Parallel()
+	const from = "127.77.2.9"
+	ln := listenIdent(t, from)
+	held := make(chan net.Conn, 16)
+	go holdConns(ln, held)
+	t.Cleanup(func() { ln.Close(); closeHeld(held) })
+	s := startServer(t, serverConfig{flags: []string{"-r", "-t", "1"}, role: "env"})
+	c := s.dialFrom(t, from)
+	tc := s.startTLS(t, c, nil)
+	pid, _ := strconv.Atoi(s.waitLog(t, regexp.MustCompile(`^sslserver: pid (\d+) from `+regexp.QuoteMeta(from)+`$`))[1])
+	timeout := regexp.MustCompile(`^sslserver: IDENT lookup for ` + regexp.QuoteMeta(from) + ` timed out after 1s$`)
+	s.waitSeq(t, regexp.MustCompile(`^sslserver: tls `+strconv.Itoa(pid)+` accept`), timeout, okLineOf(c))
+	checkRemoteVars(t, s.readEnvTLS(t, tc, pid), "", "")
+	if n := s.countLog(timeout); n != 1 {
+		t.Errorf("%d IDENT timeout lines, want 1", n)
+	}
+	s.waitChildren(t)
+}
+
+// holdConns accepts connections and keeps them open, unanswered.
+func holdConns(ln *net.TCPListener, held chan<- net.Conn) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			close(held)
+			return
+		}
+		held <- c
+	}
+}
+
+func closeHeld(held <-chan net.Conn) {
+	for c := range held {
+		c.Close()
+	}
 }
