@@ -40,13 +40,47 @@ func (q dnsQ) String() string { return fmt.Sprintf("%s/%d", q.name, q.qtype) }
 
 // testDNS answers from its records, NXDOMAIN for a name it has none for,
 // and never for a question it was told to ignore. It keeps every
-// question it was asked.
+// question it was asked. With loseOneIn it also loses queries.
 type testDNS struct {
 	pc      net.PacketConn
 	mu      sync.Mutex
 	records map[dnsQ][][]byte // rdata
 	ignore  map[dnsQ]bool
 	asked   []dnsQ
+	lossy   lossState
+}
+
+// lossState loses one query in every, but never the same question twice
+// in a row, so one lookup loses one datagram at most.
+type lossState struct {
+	every int
+	lost  map[dnsQ]bool // questions whose last query was lost
+	total int
+}
+
+// lose decides the fate of query n (counted from 1) of question q.
+func (l *lossState) lose(q dnsQ, n int) bool {
+	if l.every == 0 || n%l.every != 0 || l.lost[q] {
+		delete(l.lost, q)
+		return false
+	}
+	l.lost[q] = true
+	l.total++
+	return true
+}
+
+// loseOneIn makes d lose one query in every n.
+func (d *testDNS) loseOneIn(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lossy = lossState{every: n, lost: map[dnsQ]bool{}}
+}
+
+// lostCount is how many queries d has lost.
+func (d *testDNS) lostCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lossy.total
 }
 
 func startDNS(t testing.TB) *testDNS {
@@ -143,7 +177,7 @@ func (d *testDNS) respond(query []byte) []byte {
 	}
 	d.mu.Lock()
 	d.asked = append(d.asked, q)
-	rdatas, ignored := d.records[q], d.ignore[q]
+	rdatas, ignored := d.records[q], d.ignore[q] || d.lossy.lose(q, len(d.asked))
 	known := d.knows(q.name)
 	d.mu.Unlock()
 	if ignored {

@@ -13,6 +13,7 @@ package integration
 // covered one step short of the socket.
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -153,14 +154,26 @@ func playVector(t *testing.T, cdb string, row lookupVector, names []string) {
 }
 
 // expectVectorDeny: dropped with a deny line naming the row's host and
-// info, and no session started.
+// info, and no program started. Without lookups the rules decide before
+// any worker is started (deny 0); a row with a host or info is decided
+// after its lookups, and the deny line names the session's worker.
 func (s *server) expectVectorDeny(t testing.TB, c *net.TCPConn, row lookupVector) {
 	t.Helper()
 	expectClosed(t, c)
-	deny := regexp.MustCompile(`^sslserver: deny 0 \S+ ` + regexp.QuoteMeta(remoteText(c, row.host, row.info)) + `$`)
-	s.waitSeq(t, deny, statusLine)
-	if n := s.countLog(pidLines(row.ip.String())); n != 0 {
-		t.Errorf("a session was started for the denied client %s", row.ip)
+	remote := regexp.QuoteMeta(remoteText(c, row.host, row.info))
+	if row.host == "" && row.info == "" {
+		deny := regexp.MustCompile(`^sslserver: deny 0 \S+ ` + remote + `$`)
+		s.waitSeq(t, deny, statusLine)
+		if n := s.countLog(pidLines(row.ip.String())); n != 0 {
+			t.Errorf("a session was started for the denied client %s", row.ip)
+		}
+		return
+	}
+	deny := regexp.MustCompile(`^sslserver: deny (\d+) \S+ ` + remote + `$`)
+	pid := s.waitLog(t, deny)[1]
+	s.waitSeq(t, pidLines(row.ip.String()), deny, regexp.MustCompile(`^sslserver: end `+pid+` status 100$`), statusLine)
+	if n := s.countLog(okLineOf(c)); n != 0 {
+		t.Errorf("the program was started for the denied client %s", row.ip)
 	}
 }
 
@@ -191,7 +204,13 @@ func (s *server) expectVectorAllow(t testing.TB, c *net.TCPConn, row lookupVecto
 // readEnv finishes an env-role session on c: TLS, the dump, status 0.
 func (s *server) readEnv(t testing.TB, c net.Conn, pid int) map[string]string {
 	t.Helper()
-	tc := s.startTLS(t, c, nil)
+	return s.readEnvTLS(t, s.startTLS(t, c, nil), pid)
+}
+
+// readEnvTLS reads an env-role session's dump on a TLS connection
+// already made, and checks it ended with status 0.
+func (s *server) readEnvTLS(t testing.TB, tc *tls.Conn, pid int) map[string]string {
+	t.Helper()
 	out, err := io.ReadAll(tc)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("reading the environment: %v", err)

@@ -16,9 +16,11 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// dnsTry bounds one query to one server; a lookup tries each server
-// twice within the caller's deadline.
-const dnsTry = 5 * time.Second
+// dnsWaits is how long each round of a lookup waits for an answer, as
+// djbdns's resolver does: a round asks every server in turn, and a lost
+// datagram is asked again after 1 s, not after one long timeout. The
+// caller's deadline (dnsTimeout) ends the schedule early.
+var dnsWaits = []time.Duration{1 * time.Second, 3 * time.Second, 11 * time.Second, 45 * time.Second}
 
 // maxDNSReply is the largest UDP answer we read; we send no EDNS, so a
 // server keeps to 512 bytes, and anything cut short (TC) is refused.
@@ -35,7 +37,8 @@ var errNoName = errors.New("no such name")
 // dnsmessage, whose parser is strict and fuzzed.
 type dnsClient struct {
 	servers []netip.AddrPort
-	err     error // a malformed DNSCACHEIP: every lookup fails
+	err     error           // a malformed DNSCACHEIP: every lookup fails
+	waits   []time.Duration // the rounds' waits; nil: dnsWaits
 }
 
 // newResolver returns the DNS client for getenv's DNSCACHEIP.
@@ -127,7 +130,8 @@ func reverseName(ip netip.Addr) string {
 	return b.String()
 }
 
-// lookup asks each server in turn, twice, until one answers.
+// lookup asks each server in turn, in rounds of growing waits, until one
+// answers.
 func (c *dnsClient) lookup(ctx context.Context, name string, typ dnsmessage.Type) ([]dnsmessage.ResourceBody, error) {
 	if c.err != nil {
 		return nil, c.err
@@ -136,10 +140,14 @@ func (c *dnsClient) lookup(ctx context.Context, name string, typ dnsmessage.Type
 	if err != nil {
 		return nil, err
 	}
+	waits := c.waits
+	if waits == nil {
+		waits = dnsWaits
+	}
 	err = errNoName
-	for try := 0; try < 2; try++ {
+	for _, wait := range waits {
 		for _, s := range c.servers {
-			rrs, qerr := exchange(ctx, s, q, typ)
+			rrs, qerr := exchange(ctx, s, q, typ, wait)
 			if qerr == nil || errors.Is(qerr, errNoName) {
 				return rrs, qerr
 			}
@@ -152,8 +160,9 @@ func (c *dnsClient) lookup(ctx context.Context, name string, typ dnsmessage.Type
 	return nil, err
 }
 
-// exchange sends one query over UDP and reads its answer.
-func exchange(ctx context.Context, server netip.AddrPort, q dnsmessage.Name, typ dnsmessage.Type) ([]dnsmessage.ResourceBody, error) {
+// exchange sends one query over UDP and reads its answer, waiting at
+// most wait.
+func exchange(ctx context.Context, server netip.AddrPort, q dnsmessage.Name, typ dnsmessage.Type, wait time.Duration) ([]dnsmessage.ResourceBody, error) {
 	var idb [2]byte
 	rand.Read(idb[:])
 	id := binary.BigEndian.Uint16(idb[:])
@@ -167,7 +176,7 @@ func exchange(ctx context.Context, server netip.AddrPort, q dnsmessage.Name, typ
 		return nil, err
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(dnsTry)
+	deadline := time.Now().Add(wait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}

@@ -1,11 +1,15 @@
 package supervisor
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -110,4 +114,134 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatal("an answer with no records and no error")
 		}
 	})
+}
+
+// lossyDNS answers every PTR question with one name, but drops the first
+// drop queries it gets, as a lossy network would. It notes when each
+// query arrived.
+type lossyDNS struct {
+	pc      net.PacketConn
+	drop    int
+	mu      sync.Mutex
+	arrived []time.Time
+}
+
+func startLossyDNS(t *testing.T, drop int) *lossyDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &lossyDNS{pc: pc, drop: drop}
+	done := make(chan struct{})
+	go d.serve(t, done)
+	t.Cleanup(func() { pc.Close(); <-done })
+	return d
+}
+
+func (d *lossyDNS) serve(t *testing.T, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 512)
+	for {
+		n, from, err := d.pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		d.mu.Lock()
+		d.arrived = append(d.arrived, time.Now())
+		dropped := len(d.arrived) <= d.drop
+		d.mu.Unlock()
+		if !dropped {
+			d.pc.WriteTo(ptrReply(t, buf[:n]), from)
+		}
+	}
+}
+
+// ptrReply answers query with the PTR name mx.example.org.
+func ptrReply(t *testing.T, query []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(query)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	return answer(t, h.ID, q.Name.String(), q.Type, 0, false,
+		rr(q.Name.String(), &dnsmessage.PTRResource{PTR: dnsmessage.MustNewName("mx.example.org.")}))
+}
+
+func (d *lossyDNS) times() []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]time.Time(nil), d.arrived...)
+}
+
+func (d *lossyDNS) client() *dnsClient {
+	return &dnsClient{servers: []netip.AddrPort{netip.MustParseAddrPort(d.pc.LocalAddr().String())}}
+}
+
+// A lost datagram costs about a second, not a long timeout: with the
+// production schedule, the answer to the second query arrives after
+// dnsWaits[0].
+func TestDNSLostQueryAskedAgainAfterOneSecond(t *testing.T) {
+	d := startLossyDNS(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), dnsTimeout)
+	defer cancel()
+	start := time.Now()
+	names, err := d.client().LookupAddr(ctx, "192.0.2.7")
+	took := time.Since(start)
+	if err != nil || len(names) != 1 || names[0] != "mx.example.org." {
+		t.Fatalf("got %v, %v; want mx.example.org.", names, err)
+	}
+	if took < dnsWaits[0] || took > dnsWaits[0]+dnsWaits[1] {
+		t.Errorf("the answer came after %v, want about %v (one lost datagram)", took, dnsWaits[0])
+	}
+	if n := len(d.times()); n != 2 {
+		t.Errorf("the server got %d queries, want 2", n)
+	}
+}
+
+// The rounds wait in turn as long as the schedule says (shortened here
+// twentyfold), each round asking again.
+func TestDNSRetrySchedule(t *testing.T) {
+	waits := []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 550 * time.Millisecond, 2250 * time.Millisecond}
+	d := startLossyDNS(t, 3)
+	c := d.client()
+	c.waits = waits
+	names, err := c.LookupAddr(context.Background(), "192.0.2.7")
+	if err != nil || len(names) != 1 {
+		t.Fatalf("got %v, %v; want one name after three lost queries", names, err)
+	}
+	at := d.times()
+	if len(at) != 4 {
+		t.Fatalf("the server got %d queries, want 4", len(at))
+	}
+	for i := 1; i < len(at); i++ {
+		gap, want := at[i].Sub(at[i-1]), waits[i-1]
+		if gap < want-10*time.Millisecond || gap > want+400*time.Millisecond {
+			t.Errorf("query %d came %v after the one before, want about %v", i+1, gap, want)
+		}
+	}
+}
+
+// The schedule ends with the caller's deadline: a silent server costs
+// the deadline, not the sum of the waits.
+func TestDNSScheduleEndsAtDeadline(t *testing.T) {
+	d := startLossyDNS(t, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := d.client().LookupAddr(ctx, "192.0.2.7"); err == nil {
+		t.Fatal("a silent server gave an answer")
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("the lookup took %v with a deadline of 1.5 s", took)
+	}
+	if n := len(d.times()); n != 2 {
+		t.Errorf("the server got %d queries within 1.5 s, want 2 (at 0 and 1 s)", n)
+	}
 }

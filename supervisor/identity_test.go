@@ -334,7 +334,9 @@ func TestIdentityHostilePTR(t *testing.T) {
 	} {
 		t.Run(what, func(t *testing.T) {
 			d := startFakeDNS(t, false)
-			useDNS(t, d)
+			// An answer too long to parse is no answer: the lookup waits
+			// for another until its bound.
+			useDNS(t, d).dnsTimeout = time.Second
 			d.ptr("192.0.2.7", name)
 			d.a(name, "192.0.2.7")
 			for _, flag := range []string{"-P", "-p"} {
@@ -350,12 +352,17 @@ func TestIdentityHostilePTR(t *testing.T) {
 	}
 }
 
+// A silent DNS server costs the DNS bound, and each question that ran out
+// of time is logged once at -v: the remote name and the local one.
 func TestIdentityDNSTimeout(t *testing.T) {
 	d := startFakeDNS(t, true)
 	id := useDNS(t, d)
 	id.dnsTimeout = 300 * time.Millisecond
+	var log bytes.Buffer
+	s := testServer(t, &log, "-p")
+	s.log = NewLog(&log, "sslserver", Verbose, false)
 	start := time.Now()
-	got := identifyWith(testServer(t, new(bytes.Buffer), "-p"), endpointsOf("192.0.2.1:465", "192.0.2.7:50123"))
+	got := identifyWith(s, endpointsOf("192.0.2.1:465", "192.0.2.7:50123"))
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("identify took %v against a DNS server that never answers; the bound is %v", took, id.dnsTimeout)
 	}
@@ -365,8 +372,15 @@ func TestIdentityDNSTimeout(t *testing.T) {
 	if !d.askedFor(dnsTypePTR) {
 		t.Error("the silent server was never asked")
 	}
+	want := "sslserver: DNS lookup for local address 192.0.2.1 timed out after 300ms\n" +
+		"sslserver: DNS lookup for 192.0.2.7 timed out after 300ms\n"
+	if log.String() != want {
+		t.Errorf("log = %q, want %q", log.String(), want)
+	}
 }
 
+// A session that ends while its lookups wait is no timeout: nothing is
+// logged.
 func TestIdentitySessionCancel(t *testing.T) {
 	d := startFakeDNS(t, true)
 	useDNS(t, d) // dnsTimeout stays 26 s: only the session's context can end this early
@@ -374,9 +388,15 @@ func TestIdentitySessionCancel(t *testing.T) {
 	defer cancel()
 	ep := endpointsOf("192.0.2.1:465", "192.0.2.7:50123")
 	start := time.Now()
-	testServer(t, new(bytes.Buffer)).identify(ctx, &ep)
+	var log bytes.Buffer
+	s := testServer(t, &log, "-r")
+	s.log = NewLog(&log, "sslserver", Verbose, false)
+	s.identify(ctx, &ep)
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("identify took %v after its context ended", took)
+	}
+	if log.Len() != 0 {
+		t.Errorf("a lookup cut short by the session was logged: %q", log.String())
 	}
 }
 

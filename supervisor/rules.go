@@ -27,6 +27,13 @@ func (s *Server) checkIPRules(ep env.Endpoints) (v verdict, decided bool, err er
 	return toVerdict(av), true, nil
 }
 
+// namesMatter says a lookup may give -x a host or info to match, so its
+// verdict can depend on them (ucspi-tcp6's order puts info@ip and =host
+// before the address's own keys).
+func (s *Server) namesMatter() bool {
+	return s.opt.RemoteLookup || s.opt.Ident
+}
+
 // checkRules applies -x with the IP, host and info. Each cdb is opened
 // for this connection, so replacing it with rename takes effect at once.
 // An unreadable or malformed cdb is an error: the connection is dropped,

@@ -30,6 +30,7 @@ type session struct {
 	seq  uint32
 
 	ruleEnv []env.Var      // from -x or -y
+	decided bool           // the rules' verdict came before any lookup
 	hsVars  chan []env.Var // the SSL_* variables, once the handshake is done
 	ended   chan struct{}  // closed when the worker ended the session, or died
 	endCode int            // from SessionEnd; -1 when the worker died or broke the protocol
@@ -94,54 +95,136 @@ func (f *sessionFiles) program(delayed bool) (in, out *os.File, extra []*os.File
 	return f.inR, f.outW, extra
 }
 
+// run is one session's admission and life. What the address alone
+// decides (-y, the per-IP limit) is decided before anything else; then
+// a worker is handed the session at once, so under -N the handshake runs
+// while the names are looked up; -x, when the verdict may depend on the
+// names, is applied once they are known, and only then does the program
+// start.
 func (ss *session) run() {
 	ss.ep = endpoints(ss.conn)
 	ss.setNoDelay()
-	if !ss.admit() {
+	if !ss.admitAddress() {
 		ss.conn.Close()
 		return
 	}
 	defer ss.srv.releaseIP(ss.ep.RemoteIP)
-	ss.writeBanner()
 	if err := ss.f.open(ss.conn); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, %v", ss.ep.RemoteIP, err)
 		ss.conn.Close()
 		return
 	}
-	ss.conn.Close() // the worker and the program hold their own copies
 	if err := ss.startWorker(); err != nil {
 		ss.srv.log.Warning("dropping connection from %s, unable to start TLS worker: %v", ss.ep.RemoteIP, err)
 		ss.f.closeAll()
+		ss.conn.Close()
 		return
 	}
 	ss.srv.log.Pid(ss.w.proc.Pid(), ss.ep.RemoteIP.String())
+	if !ss.srv.opt.Delayed {
+		ss.conn.Close() // the worker holds its own copy; -B is its job
+	}
+	if !ss.admitNamed() {
+		ss.refuse()
+		return
+	}
+	ss.writeBanner()
+	ss.conn.Close() // the worker and the program hold their own copies
+	if ss.workerFailed() {
+		ss.f.closeAll()
+		ss.finish(nil)
+		return
+	}
 	ss.finish(ss.startProgram())
 }
 
-// admit applies -y, looks up names and IDENT, applies -x and the
-// per-IP limit; false drops the client. A -y deny needs no lookup.
-func (ss *session) admit() bool {
-	v, decided, err := ss.srv.checkIPRules(ss.ep)
-	if err == nil && !(decided && v.deny) {
-		ss.srv.identify(context.Background(), &ss.ep)
-		if !decided {
-			v, err = ss.srv.checkRules(ss.ep)
-		}
+// admitAddress applies, before any lookup, what the address alone
+// decides: -y; -x too when no lookup can change its verdict (no -h, no
+// -r); and the per-IP limit, the server's or the MAXCONIP of the rule the
+// address matches by itself. False drops the client: no worker has seen
+// it.
+func (ss *session) admitAddress() bool {
+	s := ss.srv
+	ss.ep.LocalHost = localHost(s.opt.LocalName, "")
+	v, decided, err := s.checkIPRules(ss.ep)
+	if err == nil && !decided {
+		v, err = s.checkRules(ss.ep) // no host or info yet
+		decided = !s.namesMatter()
 	}
+	if err != nil {
+		s.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
+		return false
+	}
+	if decided && v.deny {
+		s.log.Deny(0, ss.localInfo(), ss.remoteInfo())
+		return false
+	}
+	if decided {
+		ss.ruleEnv, ss.decided = v.env, true
+	}
+	if limit := s.perIP.limitFor(v.env); !s.admitIP(ss.ep.RemoteIP, limit) {
+		s.log.Warning("dropping connection from %s, per-IP limit of %d reached", ss.ep.RemoteIP, limit)
+		return false
+	}
+	return true
+}
+
+// admitNamed looks up names and IDENT, while the worker holds the
+// session, and then applies -x unless the address already decided.
+// False means the rules refused the client (or could not be read).
+func (ss *session) admitNamed() bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	go cancelOnEnd(ss.ended, ctx.Done(), cancel)
+	ss.srv.identify(ctx, &ss.ep)
+	cancel()
+	if ss.decided {
+		return true
+	}
+	v, err := ss.srv.checkRules(ss.ep)
 	if err != nil {
 		ss.srv.log.Warning("dropping connection from %s, unable to read rules: %v", ss.ep.RemoteIP, err)
 		return false
 	}
 	if v.deny {
-		ss.srv.log.Deny(0, ss.localInfo(), ss.remoteInfo())
+		ss.srv.log.Deny(ss.w.proc.Pid(), ss.localInfo(), ss.remoteInfo())
 		return false
 	}
 	ss.ruleEnv = v.env
-	if limit := ss.srv.perIP.limitFor(v.env); !ss.srv.admitIP(ss.ep.RemoteIP, limit) {
-		ss.srv.log.Warning("dropping connection from %s, per-IP limit of %d reached", ss.ep.RemoteIP, limit)
+	return true
+}
+
+// cancelOnEnd stops the lookups of a session that the worker has ended
+// (a failed handshake, a client gone): nobody waits for their answers.
+func cancelOnEnd(ended, done <-chan struct{}, cancel context.CancelFunc) {
+	select {
+	case <-ended:
+		cancel()
+	case <-done:
+	}
+}
+
+// refuse ends a session that the rules refused once the names were
+// known. The worker, which may be in the handshake, is killed, which
+// closes the client's connection; the program never runs. The end line's
+// status is 100, as tcpserver's for a refused client.
+func (ss *session) refuse() {
+	ss.conn.Close()
+	ss.f.closeAll()
+	ss.w.kill()
+	<-ss.ended
+	ss.srv.log.End(ss.w.proc.Pid(), "status", protocol.ExitUsage)
+	ss.srv.pool.release(ss.w, false)
+}
+
+// workerFailed says the worker ended the session with a failure while the
+// names were looked up: there is no program to start.
+func (ss *session) workerFailed() bool {
+	select {
+	case <-ss.ended:
+		return ss.endCode != 0
+	default:
 		return false
 	}
-	return true
 }
 
 // writeBanner sends -B in plaintext under -n, before anything else; under
