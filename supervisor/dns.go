@@ -17,9 +17,12 @@ const dnsCacheVar = "DNSCACHEIP"
 // dnsTimeout bounds each connection's DNS work, the remote name with its
 // paranoid check in one budget and the local name in another (they run
 // at the same time). It is fixed, not -t, because -t is IDENT's timeout
-// in ucspi-tcp; 26 s is the same default and about as long as a client
-// waits for a greeting.
-const dnsTimeout = 26 * time.Second
+// in ucspi-tcp. A session holds its -c slot while its lookups run, so
+// with a dead resolver this bound is what each connection costs: 10 s
+// (rounds of 1, 3 and the 6 s left) asks three times, where one lost
+// datagram already costs a second only, and keeps the -c 40 default
+// admitting 4 clients a second even then.
+const dnsTimeout = 10 * time.Second
 
 // maxNameLen is the longest name in presentation form, without the
 // root's dot.

@@ -383,7 +383,7 @@ func TestIdentityDNSTimeout(t *testing.T) {
 // logged.
 func TestIdentitySessionCancel(t *testing.T) {
 	d := startFakeDNS(t, true)
-	useDNS(t, d) // dnsTimeout stays 26 s: only the session's context can end this early
+	useDNS(t, d) // dnsTimeout stays 10 s: only the session's context can end this early
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	ep := endpointsOf("192.0.2.1:465", "192.0.2.7:50123")
