@@ -56,6 +56,24 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestHelp: "--help" among the options asks for help; after "--" or
+// among the operands it is an operand like any other.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-v", "--help", "h"}, {"-c", "3", "--help"}} {
+		if _, err := set.Parse(&opts{}, args); !errors.Is(err, ErrHelp) {
+			t.Errorf("%q: %v, want ErrHelp", args, err)
+		}
+	}
+	for _, args := range [][]string{{"--", "--help"}, {"h", "--help"}} {
+		if ops, err := set.Parse(&opts{}, args); err != nil || ops[len(ops)-1] != "--help" {
+			t.Errorf("%q: %q %v, want --help as an operand", args, ops, err)
+		}
+	}
+	if _, err := set.Parse(&opts{}, []string{"-c", "--help"}); errors.Is(err, ErrHelp) {
+		t.Errorf(`"-c --help": --help is -c's argument, not a request for help`)
+	}
+}
+
 func TestUnknownHook(t *testing.T) {
 	s := set
 	s.Unknown = func(c byte) error { return errors.New("no -" + string(c) + " here") }
