@@ -152,11 +152,15 @@ func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
 		}
 	}
 	chain, err := keys.ParseChain(certPEM, chainPEM)
-	if errors.Is(err, keys.ErrNoCertificate) {
-		return fmt.Errorf("%s=%s: no PEM CERTIFICATE block in it (or in CERTCHAINFILE): %w", certVar, certFile, err)
-	}
 	if err != nil {
-		return fmt.Errorf("%s=%s: %w", certVar, certFile, err)
+		files := certVar + "=" + certFile
+		if chainFile != "" {
+			files += ", CERTCHAINFILE=" + chainFile
+		}
+		if errors.Is(err, keys.ErrNoCertificate) {
+			return fmt.Errorf("%s: %w (want PEM CERTIFICATE blocks)", files, err)
+		}
+		return fmt.Errorf("%s: %w", files, err)
 	}
 	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {

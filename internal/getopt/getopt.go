@@ -49,6 +49,9 @@ func (s Set[T]) Parse(o T, args []string) ([]string, error) {
 		if len(a) < 2 || a[0] != '-' {
 			break
 		}
+		if a[1] == '-' {
+			return nil, fmt.Errorf("unknown option %q (the only long option is --help)", a)
+		}
 		n, err := s.cluster(o, a[1:], args[i+1:])
 		if err != nil {
 			return nil, err

@@ -38,6 +38,7 @@ func TestParse(t *testing.T) {
 		{[]string{"-", "x"}, opts{}, []string{"-", "x"}, ""},
 		{[]string{"h", "-v"}, opts{}, []string{"h", "-v"}, ""},
 		{[]string{"-k"}, opts{}, nil, "unknown option -k"},
+		{[]string{"-v", "--verbose"}, opts{}, nil, `unknown option "--verbose" (the only long option is --help)`},
 		{[]string{"-vc"}, opts{v: true}, nil, "option -c needs an argument"},
 		{[]string{"-c", "x"}, opts{}, nil, "option -c: not a number"},
 	}
