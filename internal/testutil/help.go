@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"os"
+	"os/exec"
 	"regexp"
 	"testing"
 )
@@ -22,4 +24,20 @@ func HelpListsOptions[F, A any](t testing.TB, help string, flags map[byte]F, arg
 			t.Errorf("option -%c has no line in the help", c)
 		}
 	}
+}
+
+// NeedTool returns the path of an external program; when it is missing
+// the test is skipped, or fails under CI=true, where every tool the tests
+// use must be installed (scripts/install-test-deps).
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("this test needs %s (CI=true: a missing tool is a failure)", name)
+	}
+	t.Skipf("this test needs %s", name)
+	return ""
 }
