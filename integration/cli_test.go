@@ -149,7 +149,13 @@ func TestSIGHUPIgnored(t *testing.T) {
 // the test's own) and returns its exit code and output.
 func runCLI(t *testing.T, prog string, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t, prog), args...)
+	return runCommand(t, binary(t, prog), env, args...)
+}
+
+// runCommand is runCLI for any program, given by its path.
+func runCommand(t *testing.T, path string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

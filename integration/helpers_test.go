@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ type serverConfig struct {
 	roleEnv   []string   // ...with these NAME=value
 	program   []string   // or any other program
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
+	wrap      []string   // a command that execs sslserver, as setpriv does
 }
 
 // serverOnlyVars are read by sslserver and must never reach the program.
@@ -88,7 +90,8 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 		cfg.host = "127.0.0.1"
 	}
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
-	s.cmd = exec.Command(binary(t, "sslserver"), serverArgs(cfg)...)
+	argv := slices.Concat(cfg.wrap, []string{binary(t, "sslserver")}, serverArgs(cfg))
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = serverEnv(t, cfg)
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
