@@ -68,6 +68,10 @@ var usageCases = []struct {
 	{"sslclient", []string{"-r", "h", "25", "true"}, `option -r: sslclient makes no IDENT lookups`},
 	{"sslrules", []string{"a"}, `sslrules rules.cdb rules.tmp < rules.txt`},
 	{"sslrulescheck", nil, `sslrulescheck rules.cdb`},
+	{"ucspitls-smtpd", []string{"a", "b"}, `ucspitls-smtpd \[name\]`},
+	{"sslbench", nil, `sslbench run\|ceiling\|load`},
+	{"sslbench", []string{"frob"}, `unknown command "frob"`},
+	{"sslbench", []string{"load", "-bogus"}, `flag provided but not defined: -bogus`},
 }
 
 // TestUsageErrors: exit 100, nothing on stdout, exactly two lines on

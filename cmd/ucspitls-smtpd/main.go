@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -78,10 +79,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err == nil {
 		return protocol.ExitOK
 	}
-	fmt.Fprintf(stderr, "%s: fatal: %v\n", progName, err)
 	if errors.Is(err, errUsage) {
+		getopt.PrintUsage(stderr, progName, err)
 		return protocol.ExitUsage
 	}
+	fmt.Fprintf(stderr, "%s: fatal: %v\n", progName, err)
 	return protocol.ExitTemp
 }
 
