@@ -24,13 +24,34 @@ PKGS ?= ./...
 # The steps of "test" must run in order, and go parallelises by itself.
 .NOTPARALLEL:
 
-.PHONY: build test deps vet fmt-check unit integration check demo bench fuzz clean help
+# Where "make install" puts things; DESTDIR is prepended to each (for
+# packaging into a staging tree). See docs/install.md.
+PREFIX ?= /usr/local
+export PREFIX DESTDIR BINDIR MANDIR DOCDIR UNITDIR
+
+# The manuals in docs/ that are also man pages.
+MANUALS := docs/sslserver.md docs/sslclient.md docs/sslrules.md docs/sslrulescheck.md
+
+.PHONY: build man install uninstall test deps vet fmt-check unit integration check demo bench fuzz clean help
 
 ## build: compile every program into bin/
 # Without cgo, because sslserver changes the ids of all its threads at once
 # (syscall.AllThreadsSyscall), which a cgo binary cannot do.
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+## man: render the man pages from docs/ into bin/man (go-md2man)
+man:
+	rm -rf bin/man
+	$(GO) run ./internal/manpage/mkman -o bin/man $(MANUALS)
+
+## install: build, then install programs, man pages, docs, examples and the systemd unit under PREFIX (/usr/local), DESTDIR
+install: build man
+	scripts/install install
+
+## uninstall: remove exactly what "make install" installed (same PREFIX and DESTDIR)
+uninstall:
+	scripts/install uninstall
 
 ## test: the whole suite, as CI runs it (installs test packages; root for integration/)
 test: deps vet fmt-check build unit integration
@@ -78,7 +99,7 @@ bench:
 fuzz:
 	scripts/fuzz $(PKGS)
 
-## clean: remove built programs
+## clean: remove built programs and man pages
 clean:
 	rm -rf bin
 

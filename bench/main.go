@@ -16,20 +16,28 @@ import (
 
 	"github.com/ucspi-tls/sslserver/bench/ceiling"
 	"github.com/ucspi-tls/sslserver/bench/load"
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
 const usage = `usage:
   sslbench run [-quick] [-rounds n] [-duration d] [-servers "a;b -x;..."] [-cells re] [-append file]
   sslbench ceiling [-n] -cert file -key file -addr host:port [--] program [args]
-  sslbench load [-kind close|firstbyte|smtp] [-c n] [-d duration] [-x25519] (-cert file | -plain) host:port`
+  sslbench load [-kind close|firstbyte|smtp] [-c n] [-d duration] [-x25519] (-cert file | -plain) host:port
+  sslbench -h | --help
+
+Environment: BENCH_QUICK=1 is -quick for run. See docs/performance.md.`
 
 // Main runs sslbench with args (without the program name) and returns
 // the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
+		getopt.PrintUsage(stderr, "sslbench", "usage: sslbench run|ceiling|load ...")
 		return protocol.ExitUsage
+	}
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, usage)
+		return protocol.ExitOK
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -54,12 +62,12 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return protocol.ExitOK
 	}
-	fmt.Fprintf(stderr, "sslbench: fatal: %v\n", err)
 	var u usageError
 	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, usage)
+		getopt.PrintUsage(stderr, "sslbench", "usage: "+err.Error())
 		return protocol.ExitUsage
 	}
+	fmt.Fprintf(stderr, "sslbench: fatal: %v\n", err)
 	return protocol.ExitTemp
 }
 

@@ -8,7 +8,7 @@
 // fds 6 and 7 and turns TLS on itself through $SSLCTLFD: the client side
 // of UCSPI-TLS.
 //
-//	os.Exit(client.Main(os.Args[1:], os.Stderr))
+//	os.Exit(client.Main(os.Args[1:], os.Stdout, os.Stderr))
 //
 // See docs/sslclient.md.
 package client
@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker"
 )
@@ -38,10 +39,14 @@ type invocation struct {
 // Main runs sslclient with args (without the program name) and returns
 // the exit code: the program's, 100 for a usage error, 111 for a
 // temporary failure (no connection, a failed handshake or verification).
-func Main(args []string, stderr *os.File) int {
+func Main(args []string, stdout, stderr *os.File) int {
 	opt, err := ParseArgs(args)
+	if errors.Is(err, getopt.ErrHelp) {
+		fmt.Fprint(stdout, Help)
+		return protocol.ExitOK
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "sslclient: %v\n", err)
+		getopt.PrintUsage(stderr, "sslclient", err)
 		return protocol.ExitUsage
 	}
 	c := &invocation{opt: opt, log: newLogger(stderr, opt.Verbosity), stderr: stderr}

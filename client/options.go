@@ -38,8 +38,56 @@ type Options struct {
 // ErrUsage marks command-line errors: exit 100.
 var ErrUsage = errors.New("usage")
 
-// Usage is the synopsis printed with a usage error.
-const Usage = "usage: sslclient [ -346dDeEhHnNqQRsSvVxXyY ] [ -i localip ] [ -p localport ] [ -T x+y ] [ -l localname ] [ -w idle ] [ -a cafile ] [ -A cadir ] [ -c certfile ] [ -k keyfile ] [ -z ciphers ] host port program"
+// Help is what "sslclient --help" prints: every option and every
+// variable sslclient reads. -h is not help: as in ucspi-ssl it turns the
+// server's PTR lookup on.
+const Help = `usage: sslclient [ options ] host port program [ args ... ]
+
+Connect to a TLS server at host port and run program with fd 6 reading
+from the server and fd 7 writing to it, with TLS done by a confined
+process. The manual: man 1 sslclient.
+
+Options (flags may be clustered, as in -yv; -h is not help but ucspi-ssl's
+PTR lookup, use --help):
+  -y, -Y        delayed TLS (the client side of UCSPI-TLS) / immediate (-Y)
+  -x, -X        refuse / don't refuse a server that fails verification (-x)
+  -n, -N        check / don't check the certificate's name against host (-n)
+  -s, -S        put / don't put the SSL_* variables in the environment (-S)
+  -e, -E        set / don't set the TCP* variables too (-E)
+  -T x+y        connect timeouts, seconds: first and second round (2+58)
+  -i localip    connect from this local address
+  -p localport  connect from this local port
+  -4, -6        try only the IPv4 / IPv6 addresses of host
+  -h, -H        look up / don't look up the server's host name (-h)
+  -l name       local host name; -l 0: none (default: PTR lookup)
+  -R            no IDENT lookup (the only behaviour)
+  -w n          idle timeout, seconds; 0: none (3600)
+  -d, -D        TCP_NODELAY off / on (-D)
+  -3            read the client key's passphrase from fd 3
+  -a cafile     as CAFILE
+  -A cadir      as CADIR
+  -c certfile   as CERTFILE
+  -k keyfile    as KEYFILE
+  -z ciphers    as CIPHERS
+  -q            log fatal errors only
+  -Q            log errors and warnings (default)
+  -v, -V        also log what happens to the connection
+  --help        print this help and exit 0
+
+Environment read at start:
+  CAFILE, CADIR        trust anchors (default: the system's)
+  CERTFILE             client certificate, PEM, leaf first
+  KEYFILE              its private key; unset: the key is in CERTFILE
+  CERTCHAINFILE        more certificates for the client chain
+  CIPHERS              TLS 1.2 suites, OpenSSL names
+  DHFILE, VERIFYDEPTH  ignored
+  SSL_UID, SSL_GID     ids of the TLS process when run as root
+  SSL_CHROOT           its empty root directory when run as root
+  PATH                 to find program
+
+Exit status: the program's; 100 usage; 111 no connection, a failed
+handshake or verification.
+`
 
 // Defaults as tcpclient and ucspi-ssl's sslclient have them, except that
 // the server's certificate and name are verified.
@@ -97,6 +145,9 @@ func ParseArgs(args []string) (*Options, error) {
 	o := defaultOptions()
 	set := getopt.Set[*Options]{Flags: flagOptions, Args: argOptions, Unknown: unknownOption}
 	operands, err := set.Parse(o, args)
+	if errors.Is(err, getopt.ErrHelp) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}

@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/getopt"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 func TestParseArgsDefaults(t *testing.T) {
@@ -91,5 +94,14 @@ func TestParseArgsUsage(t *testing.T) {
 		if o, err := ParseArgs(args); !errors.Is(err, ErrUsage) {
 			t.Errorf("ParseArgs(%q) = %+v, %v; want a usage error", args, o, err)
 		}
+	}
+}
+
+// TestHelpListsEveryOption: each letter the parser knows has its line in
+// Help, so a new option cannot be added without its help.
+func TestHelpListsEveryOption(t *testing.T) {
+	testutil.HelpListsOptions(t, Help, flagOptions, argOptions)
+	if _, err := ParseArgs([]string{"--help"}); !errors.Is(err, getopt.ErrHelp) {
+		t.Errorf("--help: %v, want getopt.ErrHelp", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,7 @@ type serverConfig struct {
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
 	bin       string     // default "sslserver"; "hostileserver" can have a hostile worker
 	stderr    stderrKind // what sslserver's stderr is; default a pipe
+	wrap      []string   // a command that execs sslserver, as setpriv does
 }
 
 // stderrKind is what sslserver's stderr is: the test reads the log from
@@ -106,7 +108,8 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 		cfg.bin = "sslserver"
 	}
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
-	s.cmd = exec.Command(binary(t, cfg.bin), serverArgs(cfg)...)
+	argv := slices.Concat(cfg.wrap, []string{binary(t, cfg.bin)}, serverArgs(cfg))
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = serverEnv(t, cfg)
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

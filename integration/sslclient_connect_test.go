@@ -29,8 +29,9 @@ func TestSslclientUsage(t *testing.T) {
 	} {
 		res := runClient(t, clientRun{program: args})
 		lines := sslclientLines(res.stderr)
-		if res.code != 100 || len(lines) != 1 || !regexp.MustCompile(`^sslclient: usage: \S`).MatchString(lines[0]) || res.stdout != "" {
-			t.Errorf("sslclient %q: exit %d, said %q; want 100 and one usage line", args, res.code, lines)
+		if res.code != 100 || len(lines) != 2 || !regexp.MustCompile(`^sslclient: usage: \S`).MatchString(lines[0]) ||
+			lines[1] != `sslclient: try "sslclient --help"` || res.stdout != "" {
+			t.Errorf("sslclient %q: exit %d, said %q; want 100, one usage line and the pointer to --help", args, res.code, lines)
 		}
 	}
 }

@@ -679,7 +679,7 @@ func (h *harness) tlsSetup() *tlsSetup {
 	root := filepath.Join(dir, "root")
 	os.Mkdir(root, 0o555)
 	return &tlsSetup{certs: []protocol.Cert{{Chain: [][]byte{der}}}, leaves: []*x509.Certificate{h.leaf},
-		keyPaths: []string{keyPath}, uid: 65534, gid: 65533, root: root}
+		keyPaths: []string{keyPath}, keyVars: []string{"KEYFILE=" + keyPath}, uid: 65534, gid: 65533, root: root}
 }
 
 // dial connects a client.

@@ -106,7 +106,7 @@ func (k *keyHolder) load(ch *protocol.Channel, files []*os.File) error {
 	case *protocol.KeysLoaded:
 		return t.checkPublic(r.Public)
 	case *protocol.KeysFailed:
-		return errors.New(r.Reason)
+		return t.keyFailure(r.Reason)
 	}
 	return fmt.Errorf("key holder: unexpected message type %d", reply.Type())
 }

@@ -44,8 +44,70 @@ type Options struct {
 // ErrUsage marks command-line errors: exit 100.
 var ErrUsage = errors.New("usage")
 
-// Usage is the one-line synopsis printed with a usage error.
-const Usage = "usage: sslserver [ -1346UXpPhHrRoOdDqQvVeEsSnNzmZ ] [ -c limit ] [ -x rules.cdb ] [ -y iprules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] [ -T handshake ] [ -w idle ] [ -I interface ] host port program"
+// Help is what "sslserver --help" prints: every option and every
+// variable sslserver reads. -h is not help: as in ucspi-ssl it turns the
+// client's PTR lookup on.
+const Help = `usage: sslserver [ options ] host port program [ args ... ]
+
+Accept TCP connections on host port and run program for each, with TLS
+done by a confined worker process and the private key in a separate key
+holder. Runs as root. The manual: man 8 sslserver.
+
+Options (flags may be clustered, as in -vn; -h is not help but ucspi-ssl's
+PTR lookup, use --help):
+  -c n      at most n sessions at once (40)
+  -b n      listen backlog (20)
+  -x cdb    rules cdb in tcprules format, read for every connection
+  -X        with -x, a missing cdb allows
+  -y cdb    rules looked up by the client's IP address alone, before -x
+  -B text   banner written to the client before the program runs
+  -u uid    run the program with this numeric uid
+  -g gid    run the program with this numeric gid
+  -U        same as -u $UID -g $GID
+  -l name   local host name; -l 0: none (default: PTR lookup)
+  -h, -H    look up / don't look up the client's host name (-h)
+  -p, -P    paranoid PTR check on / off (-P)
+  -r, -R    IDENT lookup on / off (-R)
+  -t n      IDENT timeout, seconds (26)
+  -T n      TLS handshake deadline, seconds (26)
+  -w n      idle timeout, seconds; 0: none (3600)
+  -d, -D    TCP_NODELAY off / on (-D)
+  -e, -E    set / don't set the TCP* variables too (-e)
+  -s, -S    put / don't put the SSL_* variables in the environment (-S)
+  -n, -N    delayed TLS (UCSPI-TLS, STARTTLS) / immediate TLS (-N)
+  -z, -m    require a client certificate: not supported yet, refused
+  -Z        don't ask for a client certificate (the only behaviour)
+  -1        print the bound port on standard output
+  -3        read the key's passphrase from fd 3
+  -4, -6    bind the first IPv4 / IPv6 address of a host name
+  -I if     interface (zone) of an IPv6 link-local host
+  -o, -O    accepted for ucspi-ssl's sake, ignored
+  -q        log fatal errors only
+  -Q        log errors and warnings (default)
+  -v        also log one line per session event
+  -V        as -v, with the protocol and cipher in the tls line
+  --help    print this help and exit 0
+
+Environment read at start:
+  CERTFILE             certificate chain, PEM, leaf first (required)
+  KEYFILE              its private key; unset: the key is in CERTFILE
+  CERTCHAINFILE        more certificates for CERTFILE's chain
+  CERTFILE:name        certificate for SNI name "name"
+  KEYFILE:name         its key; unset: in CERTFILE:name
+  CIPHERS              TLS 1.2 suites, OpenSSL names
+  DHFILE               ignored
+  SSL_UID, SSL_GID     ids of the TLS workers and the key holder
+  SSL_CHROOT           their empty root directory
+  SSL_PREFORK          TLS workers started ahead of demand (4)
+  SSL_WORKER_SESSIONS  sessions one worker may serve (1)
+  MAXCONIP             sessions at once per client address
+  DNSCACHEIP           DNS server for -h, -p and the local name
+  SSLSERVER_LOG        json: log in JSON
+  UID, GID             the program's ids with -U
+  PATH, TMPDIR         to find program; where the default root is made
+
+Exit status: 0 stopped by SIGTERM or SIGINT, 100 usage, 111 cannot start.
+`
 
 func defaultOptions() *Options {
 	return &Options{
@@ -111,6 +173,9 @@ func ParseArgs(args []string) (*Options, error) {
 	o := defaultOptions()
 	set := getopt.Set[*Options]{Flags: flagOptions, Args: argOptions}
 	operands, err := set.Parse(o, args)
+	if errors.Is(err, getopt.ErrHelp) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}

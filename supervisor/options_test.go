@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/getopt"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 func mustParse(t *testing.T, args ...string) *Options {
@@ -239,5 +242,17 @@ func TestTimeoutsSurviveTheWorkerConfig(t *testing.T) {
 		if got := time.Duration(c.HandshakeMsec) * time.Millisecond; got != o.Handshake {
 			t.Errorf("%q: handshake %v reaches the worker as %v", args, o.Handshake, got)
 		}
+	}
+}
+
+// TestHelpListsEveryOption: each letter the parser knows has its line in
+// Help, so a new option cannot be added without its help.
+func TestHelpListsEveryOption(t *testing.T) {
+	testutil.HelpListsOptions(t, Help, flagOptions, argOptions)
+	if _, err := ParseArgs([]string{"-v", "--help"}); !errors.Is(err, getopt.ErrHelp) {
+		t.Errorf("--help: %v, want getopt.ErrHelp", err)
+	}
+	if o, err := ParseArgs([]string{"-h", "0", "25", "prog"}); err != nil || !o.RemoteLookup {
+		t.Errorf("-h is ucspi-ssl's PTR lookup, not help: %+v %v", o, err)
 	}
 }

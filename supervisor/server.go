@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker"
 	"github.com/ucspi-tls/sslserver/tlsworker/keys"
@@ -64,8 +65,12 @@ func Main(args []string, stdout, stderr *os.File) int {
 // MainWith is Main with another way to start processes.
 func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 	opt, err := ParseArgs(args)
+	if errors.Is(err, getopt.ErrHelp) {
+		fmt.Fprint(stdout, Help)
+		return protocol.ExitOK
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "sslserver: %v\n", err)
+		getopt.PrintUsage(stderr, "sslserver", err)
 		return protocol.ExitUsage
 	}
 	defer surviveBrokenPipe()()
@@ -74,6 +79,12 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 	out.resumed = log.lost
 	out.start(stderr)
 	defer out.close(logFlushWait)
+	// Caught from here on: by default SIGHUP would kill sslserver without
+	// draining, leaving workers and programs behind.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	go ignoreHangups(hups, log)
 	// Descriptors inherited from whoever started us must not reach a
 	// worker, the key holder or a program.
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -254,6 +265,15 @@ func (s *Server) serve(ln *net.TCPListener) {
 		s.startSession(c)
 	}
 	s.drain()
+}
+
+// ignoreHangups logs each SIGHUP and does nothing else: an operator used
+// to daemons that reload on SIGHUP learns that this one does not (yet),
+// and sslserver keeps serving.
+func ignoreHangups(hups <-chan os.Signal, log *Log) {
+	for range hups {
+		log.Warning("SIGHUP ignored: certificate reload is not implemented yet; restart sslserver to load new certificates")
+	}
 }
 
 func (s *Server) stopOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {

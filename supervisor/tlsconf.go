@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -23,6 +24,7 @@ type tlsSetup struct {
 	certs      []protocol.Cert
 	leaves     []*x509.Certificate // by key index
 	keyPaths   []string            // by key index
+	keyVars    []string            // by key index: where the path came from, for errors
 	suites     []uint16
 	uid, gid   uint32
 	root       string
@@ -132,34 +134,68 @@ func sniNames(environ []string) []string {
 }
 
 func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
+	certVar, keyVar := "CERTFILE", "KEYFILE"
+	if name != "" {
+		certVar, keyVar = certVar+":"+name, keyVar+":"+name
+	}
 	if certFile == "" {
-		return fmt.Errorf("CERTFILE:%s is empty", name)
+		return fmt.Errorf("%s is empty", certVar)
 	}
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return fmt.Errorf("unable to read certificate: %w", err)
+		return fmt.Errorf("unable to read certificate: %s: %w", certVar, err)
 	}
 	var chainPEM []byte
 	if chainFile != "" {
 		if chainPEM, err = os.ReadFile(chainFile); err != nil {
-			return fmt.Errorf("unable to read certificate chain: %w", err)
+			return fmt.Errorf("unable to read certificate chain: CERTCHAINFILE: %w", err)
 		}
 	}
 	chain, err := keys.ParseChain(certPEM, chainPEM)
 	if err != nil {
-		return fmt.Errorf("%s: %w", certFile, err)
+		files := certVar + "=" + certFile
+		if chainFile != "" {
+			files += ", CERTCHAINFILE=" + chainFile
+		}
+		if errors.Is(err, keys.ErrNoCertificate) {
+			return fmt.Errorf("%s: %w (want PEM CERTIFICATE blocks)", files, err)
+		}
+		return fmt.Errorf("%s: %w", files, err)
 	}
 	leaf, err := x509.ParseCertificate(chain[0])
 	if err != nil {
-		return fmt.Errorf("%s: %w", certFile, err)
+		return fmt.Errorf("%s=%s: %w", certVar, certFile, err)
 	}
+	keyDesc := keyVar + "=" + keyFile
 	if keyFile == "" {
-		keyFile = certFile
+		// Said here, with the way out, rather than by the key holder,
+		// which sees only a descriptor.
+		if !hasKeyBlock(certPEM) {
+			return fmt.Errorf("%s=%s holds no private key and %s is not set: set %s to the key's file", certVar, certFile, keyVar, keyVar)
+		}
+		keyFile, keyDesc = certFile, fmt.Sprintf("%s=%s (%s is not set)", certVar, certFile, keyVar)
 	}
 	t.certs = append(t.certs, protocol.Cert{Name: name, Chain: chain, Key: uint16(len(t.keyPaths))})
 	t.keyPaths = append(t.keyPaths, keyFile)
+	t.keyVars = append(t.keyVars, keyDesc)
 	t.leaves = append(t.leaves, leaf)
 	return nil
+}
+
+// hasKeyBlock tells whether a PEM file has a private key block of any
+// kind ("PRIVATE KEY", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"...),
+// without decoding it.
+func hasKeyBlock(pemData []byte) bool {
+	return bytes.Contains(pemData, []byte(" PRIVATE KEY-----"))
+}
+
+// keyFailure names the file and variable of the key a KeysFailed reason
+// is about.
+func (t *tlsSetup) keyFailure(reason string) error {
+	if i, failure, ok := protocol.ParseKeyReason(reason); ok && i < len(t.keyVars) {
+		return fmt.Errorf("%s: %s", t.keyVars[i], failure)
+	}
+	return errors.New(reason)
 }
 
 // checkPublic compares the key holder's public keys with the leaves.
@@ -169,7 +205,7 @@ func (t *tlsSetup) checkPublic(public [][]byte) error {
 	}
 	for i, leaf := range t.leaves {
 		if !bytes.Equal(public[i], leaf.RawSubjectPublicKeyInfo) {
-			return fmt.Errorf("private key %s does not match its certificate", t.keyPaths[i])
+			return fmt.Errorf("private key %s does not match its certificate", t.keyVars[i])
 		}
 	}
 	return nil

@@ -94,7 +94,7 @@ func parseKeyFiles(files []*os.File, pass []byte) ([]crypto.Signer, error) {
 	for i, f := range files {
 		s, err := parseKeyFile(f, pass)
 		if err != nil {
-			return nil, fmt.Errorf("key %d: %w", i, err)
+			return nil, protocol.KeyError(i, err)
 		}
 		signers = append(signers, s)
 	}

@@ -19,5 +19,5 @@ func main() {
 	if os.Args[0] == protocol.ClientWorkerArgv0 {
 		os.Exit(tlsworker.ClientWorkerMain())
 	}
-	os.Exit(client.Main(os.Args[1:], os.Stderr))
+	os.Exit(client.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

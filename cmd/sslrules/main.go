@@ -18,20 +18,43 @@ import (
 	"strings"
 
 	"github.com/ucspi-tls/sslserver/acl"
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
 const progName = "sslrules"
 
+// help is what -h and --help print.
+const help = `usage: sslrules rules.cdb rules.tmp < rules.txt
+
+Compile tcprules source on standard input into rules.cdb, the cdb that
+sslserver -x and tcpserver -x read. The cdb is written to rules.tmp, synced
+and renamed over rules.cdb; on any error rules.cdb is left as it was. The
+manual: man 1 sslrules.
+
+Options:
+  -h, --help  print this help and exit 0
+  --          end of options
+
+No environment variable is read.
+
+Exit status: 0 done, 100 usage or a bad rule line, 111 a read, write or
+rename failure.
+`
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run is the whole program; it returns the exit code.
-func run(args []string, stdin io.Reader, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(stdout, help)
+		return protocol.ExitOK
+	}
 	cdbPath, tmpPath, ok := parseArgs(args)
 	if !ok {
-		fmt.Fprintf(stderr, "%s: usage: %s rules.cdb rules.tmp < rules.txt\n", progName, progName)
+		getopt.PrintUsage(stderr, progName, "usage: sslrules rules.cdb rules.tmp < rules.txt")
 		return protocol.ExitUsage
 	}
 	data, err := compile(stdin)

@@ -13,22 +13,22 @@ import (
 )
 
 type result struct {
-	code   int
-	stderr string
+	code           int
+	stdout, stderr string
 }
 
 func runBinary(t *testing.T, bin string, stdin []byte, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("running %s: %v", bin, err)
 	}
-	return result{code: cmd.ProcessState.ExitCode(), stderr: stderr.String()}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -92,7 +92,8 @@ func TestUsage(t *testing.T) {
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for _, args := range [][]string{{}, {a}, {a, b, "c"}, {"-x", a, b}, {"", b}} {
 		r := runBinary(t, bin, []byte(":allow\n"), args...)
-		if r.code != 100 || !strings.HasPrefix(r.stderr, "sslrules: usage: ") {
+		if r.code != 100 || !strings.HasPrefix(r.stderr, "sslrules: usage: ") ||
+			!strings.HasSuffix(r.stderr, "\nsslrules: try \"sslrules --help\"\n") || strings.Count(r.stderr, "\n") != 2 {
 			t.Errorf("args %q: exit %d, stderr %q", args, r.code, r.stderr)
 		}
 	}
@@ -137,3 +138,21 @@ func vectorFile(t *testing.T, name string) string {
 }
 
 func buildBinary(t *testing.T) string { return testutil.BuildCommand(t, progName) }
+
+// TestHelp: -h and --help print the usage and options on stdout, exit 0,
+// and write nothing.
+func TestHelp(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	for _, arg := range []string{"-h", "--help"} {
+		cmd := exec.Command(bin, arg)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil || !strings.HasPrefix(string(out), "usage: sslrules rules.cdb rules.tmp") || !strings.Contains(string(out), "--help") {
+			t.Errorf("%s: %v, stdout %q", arg, err, out)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("help wrote files: %v", ents)
+	}
+}

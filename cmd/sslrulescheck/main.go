@@ -23,10 +23,30 @@ import (
 	"os"
 
 	"github.com/ucspi-tls/sslserver/acl"
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
 const progName = "sslrulescheck"
+
+// help is what -h and --help print.
+const help = `usage: sslrulescheck rules.cdb
+
+Show which rule of rules.cdb a client would hit and what it sets, as
+sslserver -x would apply it. The manual: man 1 sslrulescheck.
+
+Options:
+  -h, --help  print this help and exit 0
+  --          end of options
+
+Environment (the client to check; empty counts as unknown):
+  TCPREMOTEIP or SSLREMOTEIP      its IP address (required)
+  TCPREMOTEHOST or SSLREMOTEHOST  its host name
+  TCPREMOTEINFO or SSLREMOTEINFO  its IDENT answer
+
+Exit status: 0 done, 100 usage or no valid remote IP, 111 the cdb cannot be
+read or is malformed.
+`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
@@ -34,11 +54,15 @@ func main() {
 
 // run is the whole program; it returns the exit code.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(stdout, help)
+		return protocol.ExitOK
+	}
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
 	}
 	if len(args) != 1 || args[0] == "" {
-		fmt.Fprintf(stderr, "%s: usage: %s rules.cdb\n", progName, progName)
+		getopt.PrintUsage(stderr, progName, "usage: sslrulescheck rules.cdb")
 		return protocol.ExitUsage
 	}
 	q, err := query(getenv)

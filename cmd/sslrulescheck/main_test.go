@@ -120,12 +120,32 @@ func TestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := runBinary(t, bin, c.env, c.args...)
-		if r.code != c.code || r.stdout != "" || !strings.HasPrefix(r.stderr, c.prefix) || strings.Count(r.stderr, "\n") != 1 {
+		lines := 1 // a usage error adds a line pointing to --help
+		if strings.HasSuffix(c.prefix, "usage: ") {
+			lines = 2
+		}
+		if r.code != c.code || r.stdout != "" || !strings.HasPrefix(r.stderr, c.prefix) || strings.Count(r.stderr, "\n") != lines {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, r.code, r.stdout, r.stderr)
 		}
 	}
 	if r := runBinary(t, bin, ip, "--", cdb); r.code != 0 || r.stdout != "default:\nset environment variable DEFAULT=1\nallow connection\n" {
 		t.Errorf("with --: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestHelp: -h and --help print the usage, the options and the variables
+// read, on stdout, and exit 0; a usage error points to --help.
+func TestHelp(t *testing.T) {
+	bin := buildBinary(t)
+	for _, arg := range []string{"-h", "--help"} {
+		r := runBinary(t, bin, nil, arg)
+		if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "usage: sslrulescheck rules.cdb\n") ||
+			!strings.Contains(r.stdout, "TCPREMOTEIP") || !strings.Contains(r.stdout, "--help") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := runBinary(t, bin, nil); !strings.HasSuffix(r.stderr, "\nsslrulescheck: try \"sslrulescheck --help\"\n") {
+		t.Errorf("usage error without a pointer to --help: %q", r.stderr)
 	}
 }
 

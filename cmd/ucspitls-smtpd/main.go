@@ -33,10 +33,31 @@ import (
 	"io"
 	"os"
 
+	"github.com/ucspi-tls/sslserver/internal/getopt"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
 const progName = "ucspitls-smtpd"
+
+// help is what -h and --help print.
+const help = `usage: ucspitls-smtpd [ name ]
+
+A small SMTP server for one session on fds 0 and 1 that turns TLS on
+through UCSPI-TLS (sslserver -n) and stores nothing: a demo and a test.
+name is the greeting's host name.
+
+Options:
+  -h, --help  print this help and exit 0
+
+Environment:
+  SSLLOCALHOST                     the name when none is given
+  SSLCTLFD, SSLREADFD, SSLWRITEFD  UCSPI-TLS descriptors: STARTTLS is offered
+  UCSPITLS                         "!": refuse MAIL until TLS is on
+  SSL_PROTOCOL, SSL_CIPHER         TLS is already on (sslserver -N -s)
+
+Exit status: 0 after QUIT or EOF, 100 usage or a bad environment, 111 a
+failed handshake or an I/O error.
+`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
@@ -47,6 +68,10 @@ var errUsage = errors.New("usage")
 
 // run returns the exit code for one SMTP session on fds 0 and 1.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprint(os.Stdout, help)
+		return protocol.ExitOK
+	}
 	s, err := newSession(args, getenv, stderr)
 	if err == nil {
 		err = s.serve()
@@ -54,10 +79,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err == nil {
 		return protocol.ExitOK
 	}
-	fmt.Fprintf(stderr, "%s: fatal: %v\n", progName, err)
 	if errors.Is(err, errUsage) {
+		getopt.PrintUsage(stderr, progName, err)
 		return protocol.ExitUsage
 	}
+	fmt.Fprintf(stderr, "%s: fatal: %v\n", progName, err)
 	return protocol.ExitTemp
 }
 

@@ -211,6 +211,16 @@ var scenarios = []scenario{
 			"354 end data with <CR><LF>.<CR><LF>")},
 	},
 	{
+		name: "--help prints the help on stdout and exits 0",
+		args: []string{"--help"},
+		want: outcome{plainOut: help},
+	},
+	{
+		name: "-h prints the help too",
+		args: []string{"-h"},
+		want: outcome{plainOut: help},
+	},
+	{
 		name: "two arguments are a usage error",
 		args: []string{"a", "b"},
 		want: outcome{stderr: "usage", code: protocol.ExitUsage},

@@ -7,7 +7,9 @@
 package getopt
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 )
@@ -21,17 +23,34 @@ type Set[T any] struct {
 	Unknown func(byte) error
 }
 
+// ErrHelp is what Parse returns for "--help" among the options: the
+// caller prints its help to standard output and exits 0.
+var ErrHelp = errors.New("help requested")
+
+// PrintUsage writes a usage error as every program here does: one line,
+// prefixed by the program's name, that says what is wrong, and one that
+// points to --help.
+func PrintUsage(w io.Writer, prog string, problem any) {
+	fmt.Fprintf(w, "%s: %v\n%s: try \"%s --help\"\n", prog, problem, prog, prog)
+}
+
 // Parse applies the options in args to o and returns the operands.
 func (s Set[T]) Parse(o T, args []string) ([]string, error) {
 	i := 0
 	for ; i < len(args); i++ {
 		a := args[i]
+		if a == "--help" {
+			return nil, ErrHelp
+		}
 		if a == "--" {
 			i++
 			break
 		}
 		if len(a) < 2 || a[0] != '-' {
 			break
+		}
+		if a[1] == '-' {
+			return nil, fmt.Errorf("unknown option %q (the only long option is --help)", a)
 		}
 		n, err := s.cluster(o, a[1:], args[i+1:])
 		if err != nil {

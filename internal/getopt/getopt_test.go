@@ -38,6 +38,7 @@ func TestParse(t *testing.T) {
 		{[]string{"-", "x"}, opts{}, []string{"-", "x"}, ""},
 		{[]string{"h", "-v"}, opts{}, []string{"h", "-v"}, ""},
 		{[]string{"-k"}, opts{}, nil, "unknown option -k"},
+		{[]string{"-v", "--verbose"}, opts{}, nil, `unknown option "--verbose" (the only long option is --help)`},
 		{[]string{"-vc"}, opts{v: true}, nil, "option -c needs an argument"},
 		{[]string{"-c", "x"}, opts{}, nil, "option -c: not a number"},
 	}
@@ -53,6 +54,24 @@ func TestParse(t *testing.T) {
 		if err != nil || o != c.want || !reflect.DeepEqual(operands, c.operands) {
 			t.Errorf("%q: got %+v %q %v, want %+v %q", c.args, o, operands, err, c.want, c.operands)
 		}
+	}
+}
+
+// TestHelp: "--help" among the options asks for help; after "--" or
+// among the operands it is an operand like any other.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-v", "--help", "h"}, {"-c", "3", "--help"}} {
+		if _, err := set.Parse(&opts{}, args); !errors.Is(err, ErrHelp) {
+			t.Errorf("%q: %v, want ErrHelp", args, err)
+		}
+	}
+	for _, args := range [][]string{{"--", "--help"}, {"h", "--help"}} {
+		if ops, err := set.Parse(&opts{}, args); err != nil || ops[len(ops)-1] != "--help" {
+			t.Errorf("%q: %q %v, want --help as an operand", args, ops, err)
+		}
+	}
+	if _, err := set.Parse(&opts{}, []string{"-c", "--help"}); errors.Is(err, ErrHelp) {
+		t.Errorf(`"-c --help": --help is -c's argument, not a request for help`)
 	}
 }
 
