@@ -27,7 +27,8 @@ type workerPool struct {
 	all      map[*pooledWorker]struct{} // every worker not yet reaped
 	starting int
 	stopped  bool
-	warned   bool // a failed start was logged; don't repeat it for every retry
+	warned   bool      // a failed start was logged; don't repeat it for every retry
+	told     sync.Once // the sandbox line is logged for the first ready worker
 }
 
 // pooledWorker is one started worker and its channel.
@@ -37,8 +38,9 @@ type pooledWorker struct {
 	khID   uint32 // its name at the key holder, for grants
 	khGen  int    // which key holder has its key channel
 	served int
-	gone   chan struct{} // closed when reaped
-	state  ExitState     // valid once gone is closed
+	layers *protocol.WorkerReady // the sandbox layers it reported
+	gone   chan struct{}         // closed when reaped
+	state  ExitState             // valid once gone is closed
 }
 
 // poolSettings reads SSL_PREFORK (idle workers kept ready; default 4, at
@@ -151,7 +153,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
-			Extra: []*os.File{theirs, khW}, Sys: s.tls.startAttr()})
+			Extra: []*os.File{theirs, khW, s.tls.rootDir}, Sys: s.tls.startAttr()})
 	}
 	theirs.Close()
 	khW.Close()
@@ -169,6 +171,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 		w.kill()
 		return nil, err
 	}
+	p.told.Do(func() { s.log.Info("worker sandbox: %s", s.tls.sandbox(w.layers)) })
 	return w, nil
 }
 
@@ -184,6 +187,7 @@ func (w *pooledWorker) configure(cfg *protocol.WorkerConfig) error {
 	}
 	switch m := m.(type) {
 	case *protocol.WorkerReady:
+		w.layers = m
 		return nil
 	case *protocol.SessionFailed:
 		return errors.New(m.Reason)

@@ -70,7 +70,7 @@ func TestWorkerSpecAndConfig(t *testing.T) {
 	if w.spec.Path != h.srv.exe || !reflect.DeepEqual(w.spec.Args, []string{protocol.WorkerArgv0}) {
 		t.Errorf("worker started as %q %q", w.spec.Path, w.spec.Args)
 	}
-	if len(w.spec.Extra) != 2 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
+	if len(w.spec.Extra) != 3 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
 		t.Errorf("worker spec: %d extra files, cred %v, stdin %v, stdout %v", len(w.spec.Extra), w.spec.Cred, w.spec.Stdin, w.spec.Stdout)
 	}
 	wantSys := tlsworker.StartAttr(tlsworker.Jail{UID: 65534, GID: 65533})
