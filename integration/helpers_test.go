@@ -58,6 +58,7 @@ type serverConfig struct {
 	roleEnv   []string   // ...with these NAME=value
 	program   []string   // or any other program
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
+	selfAs    string     // run this test binary as sslserver, in this role (sandbox_test.go)
 }
 
 // serverOnlyVars are read by sslserver and must never reach the program.
@@ -90,6 +91,10 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
 	s.cmd = exec.Command(binary(t, "sslserver"), serverArgs(cfg)...)
 	s.cmd.Env = serverEnv(t, cfg)
+	if cfg.selfAs != "" {
+		s.cmd.Path = itestBin
+		s.cmd.Env = append(s.cmd.Env, roleVar+"="+cfg.selfAs)
+	}
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, stdoutW := s.pipe()
