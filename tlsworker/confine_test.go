@@ -43,6 +43,8 @@ func TestConfineChildRole(t *testing.T) {
 		utConfineChild(t)
 	case "canconfine":
 		fmt.Printf("canconfine %v\n", CanConfine())
+	case "sandbox-time":
+		utSandboxTime()
 	default:
 		t.Skip("runs only as a child of TestConfineInChild")
 	}
@@ -158,7 +160,7 @@ func utCgoFree() bool {
 // no_new_privs on every thread, as the Makefile's builds do. It lies in
 // a directory nobody may enter, as a child started with StartAttr must
 // exec it with the jail's ids.
-func utChildBinary(t *testing.T) string {
+func utChildBinary(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tlsworker-child")
 	if err != nil {
