@@ -153,7 +153,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
-			Extra: []*os.File{theirs, khW, s.tls.rootDir}, Sys: s.tls.startAttr()})
+			Extra: []*os.File{theirs, khW, s.tls.rootDir}, Sys: s.tls.startAttr(), Bare: true})
 	}
 	theirs.Close()
 	khW.Close()

@@ -4,6 +4,8 @@ import (
 	"os"
 	"slices"
 	"syscall"
+
+	"github.com/ucspi-tls/sslserver/tlsworker"
 )
 
 // Spawner starts the supervisor's children. The real one execs; tests of
@@ -22,6 +24,7 @@ type ProcSpec struct {
 	Extra  []*os.File
 	Cred   *syscall.Credential  // nil: the supervisor's own ids
 	Sys    *syscall.SysProcAttr // if set, all of how to start it (Cred is ignored)
+	Bare   bool                 // fork it from a thread with an all but empty capability bounding set (tlsworker.OnBareThread)
 }
 
 // Process is a started child.
@@ -68,7 +71,13 @@ func (e ExecSpawner) Start(p *ProcSpec) (Process, error) {
 		sys = &syscall.SysProcAttr{Credential: p.Cred}
 	}
 	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: sys}
-	proc, err := os.StartProcess(p.Path, p.Args, attr)
+	var proc *os.Process
+	start := func() { proc, err = os.StartProcess(p.Path, p.Args, attr) }
+	if !p.Bare {
+		start()
+	} else if berr := tlsworker.OnBareThread(start); berr != nil {
+		return nil, berr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -148,16 +148,24 @@ func chrootSteps(j Jail) []step {
 }
 
 // dropBoundingSet takes every capability out of every thread's bounding
-// set, so that nothing the process could ever exec gains one. The
-// kernel's last capability is where PR_CAPBSET_DROP answers EINVAL.
-// It needs CAP_SETPCAP, which dropCapabilities then takes away.
+// set, so that nothing the process could ever exec gains one. A process
+// forked from OnBareThread starts with startCaps alone in it, two calls
+// here; any other pays one stop-the-world call per capability. The
+// kernel's last capability is where PR_CAPBSET_READ answers EINVAL.
+// Dropping needs CAP_SETPCAP, which dropCapabilities then takes away.
 func dropBoundingSet() error {
 	for c := uintptr(0); c < 64; c++ {
-		_, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
-		if e == syscall.EINVAL && c > 0 {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, c, 0, 0, 0)
+		if err == unix.EINVAL && c > 0 {
 			return nil
 		}
-		if e != 0 {
+		if err != nil {
+			return fmt.Errorf("capability %d: %w", c, err)
+		}
+		if in == 0 {
+			continue
+		}
+		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 {
 			return fmt.Errorf("capability %d: %w", c, e)
 		}
 	}

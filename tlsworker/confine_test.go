@@ -209,7 +209,7 @@ func utChildCommand(ctx context.Context, bin, role string, extraEnv ...string) *
 
 // utRequireRoot skips a test that needs root, except under CI, where
 // the test must run.
-func utRequireRoot(t *testing.T) {
+func utRequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -287,7 +287,7 @@ func utTestCanConfine(t *testing.T, bin string) {
 
 // utJailIDs are nobody's uid and nogroup's gid, looked up as the
 // supervisor does before it starts a confined process.
-func utJailIDs(t *testing.T) (uid, gid uint32) {
+func utJailIDs(t testing.TB) (uid, gid uint32) {
 	t.Helper()
 	u, err := user.Lookup("nobody")
 	if err != nil {
@@ -363,7 +363,7 @@ func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 
 // utJailDir is an empty directory, 0555, that the jail's ids can reach
 // (t.TempDir's parent is root's alone).
-func utJailDir(t *testing.T) string {
+func utJailDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tlsworker-jail")
 	if err != nil {
