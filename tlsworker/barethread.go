@@ -55,21 +55,30 @@ func startBareThread() {
 // locked, and the runtime lets the thread go with it.
 func bareThread(ready chan<- error) {
 	runtime.LockOSThread()
-	for c := uintptr(0); c < 64; c++ {
-		if slices.Contains(startCaps, c) {
-			continue
-		}
-		_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
-		if e == unix.EINVAL && c > 0 {
-			break
-		}
-		if e != 0 {
-			ready <- fmt.Errorf("emptying the capability bounding set of the thread that starts workers: capability %d: %w", c, e)
-			return
-		}
+	if err := narrowThisThread(); err != nil {
+		ready <- fmt.Errorf("emptying the capability bounding set of the thread that starts workers: %w", err)
+		return
 	}
 	ready <- nil
 	for job := range bare.jobs {
 		job()
 	}
+}
+
+// narrowThisThread drops from this thread's bounding set all but
+// startCaps.
+func narrowThisThread() error {
+	caps, err := boundingSet()
+	if err != nil {
+		return err
+	}
+	for _, c := range caps {
+		if slices.Contains(startCaps, c) {
+			continue
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 {
+			return fmt.Errorf("capability %d: %w", c, e)
+		}
+	}
+	return nil
 }

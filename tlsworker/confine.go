@@ -151,25 +151,37 @@ func chrootSteps(j Jail) []step {
 // set, so that nothing the process could ever exec gains one. A process
 // forked from OnBareThread starts with startCaps alone in it, two calls
 // here; any other pays one stop-the-world call per capability. The
-// kernel's last capability is where PR_CAPBSET_READ answers EINVAL.
 // Dropping needs CAP_SETPCAP, which dropCapabilities then takes away.
 func dropBoundingSet() error {
-	for c := uintptr(0); c < 64; c++ {
-		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, c, 0, 0, 0)
-		if err == unix.EINVAL && c > 0 {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("capability %d: %w", c, err)
-		}
-		if in == 0 {
-			continue
-		}
+	caps, err := boundingSet()
+	if err != nil {
+		return err
+	}
+	for _, c := range caps {
 		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 {
 			return fmt.Errorf("capability %d: %w", c, e)
 		}
 	}
 	return nil
+}
+
+// boundingSet lists the capabilities in this thread's bounding set, up
+// to the kernel's last one, where PR_CAPBSET_READ answers EINVAL.
+func boundingSet() ([]uintptr, error) {
+	var caps []uintptr
+	for c := uintptr(0); c < 64; c++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, c, 0, 0, 0)
+		if err == unix.EINVAL && c > 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading capability %d of the bounding set: %w", c, err)
+		}
+		if in != 0 {
+			caps = append(caps, c)
+		}
+	}
+	return caps, nil
 }
 
 // capHeader asks capget and capset for version 3 of the kernel's
@@ -292,19 +304,13 @@ func checkCapabilities(Jail, unix.Stat_t) error {
 	return checkBoundingSet()
 }
 
-// checkBoundingSet reads the bounding set back, up to the kernel's last
-// capability: it must be empty.
+// checkBoundingSet reads the bounding set back: it must be empty.
 func checkBoundingSet() error {
-	for c := 0; c < 64; c++ {
-		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
-		if err == unix.EINVAL && c > 0 {
-			return nil
-		}
-		if err != nil || in != 0 {
-			return fmt.Errorf("capability %d is in the bounding set (%d, %v)", c, in, err)
-		}
+	caps, err := boundingSet()
+	if err == nil && len(caps) > 0 {
+		err = fmt.Errorf("capabilities %v remain in the bounding set", caps)
 	}
-	return nil
+	return err
 }
 
 // checkNoWayBack tries to regain root and the old groups; any success is
