@@ -187,6 +187,9 @@ func (w *pooledWorker) configure(cfg *protocol.WorkerConfig) error {
 	}
 	switch m := m.(type) {
 	case *protocol.WorkerReady:
+		if !m.Seccomp { // a worker that got no filter refuses to start: this one lies or is broken
+			return fmt.Errorf("worker %d is ready without its seccomp filter", w.proc.Pid())
+		}
 		w.layers = m
 		return nil
 	case *protocol.SessionFailed:
