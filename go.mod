@@ -3,7 +3,6 @@ module github.com/ucspi-tls/sslserver
 go 1.26.8
 
 require (
-	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/landlock-lsm/go-landlock v0.11.2
 	golang.org/x/net v0.62.0
