@@ -45,6 +45,8 @@ func TestConfineChildRole(t *testing.T) {
 		fmt.Printf("canconfine %v\n", CanConfine())
 	case "sandbox-time":
 		utSandboxTime()
+	case "landlock":
+		utLandlockChild()
 	default:
 		t.Skip("runs only as a child of TestConfineInChild")
 	}

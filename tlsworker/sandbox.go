@@ -51,10 +51,10 @@ var landlockConfig = landlock.V11
 // the filter took by trying to make a socket.
 func Sandbox() (Layers, error) {
 	var l Layers
-	if err := landlockConfig.BestEffort().Restrict(); err != nil {
+	var err error
+	if l.Landlock, err = restrictLandlock(); err != nil {
 		return l, fmt.Errorf("sandbox: landlock: %w", err)
 	}
-	l.Landlock = landlockVersion()
 	if err := loadFilter(unix.Getpid()); err != nil {
 		return l, fmt.Errorf("sandbox: seccomp: %w", err)
 	}
@@ -73,6 +73,15 @@ func confineAndSandbox(j Jail) error {
 	}
 	_, err := Sandbox()
 	return err
+}
+
+// restrictLandlock enforces landlockConfig with no rule, so nothing it
+// handles is allowed, and returns the ABI version enforced (0: none).
+func restrictLandlock() (uint8, error) {
+	if err := landlockConfig.BestEffort().Restrict(); err != nil {
+		return 0, err
+	}
+	return landlockVersion(), nil
 }
 
 // landlockVersion is the ABI that Restrict enforced: the kernel's, up to

@@ -1,8 +1,16 @@
 package tlsworker
 
 import (
+	"context"
 	"encoding/binary"
-
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/net/bpf"
@@ -83,4 +91,103 @@ func seccompData(arch uint32, nr uintptr, arg0 uint64) []byte {
 	binary.BigEndian.PutUint32(b[offArg0Lo:], uint32(arg0))
 	binary.BigEndian.PutUint32(b[offArg0Hi:], uint32(arg0>>32))
 	return b
+}
+
+// TestLandlockAlone: Landlock by itself, in a confined child without the
+// seccomp filter, refuses what it handles: reading the root directory
+// (which the jail's ids may read), a TCP connection to a listener here
+// (ABI 4 and later), a signal to a process of its own uid outside its
+// domain (ABI 6 and later), each
+// with its own errno, while the child still makes sockets (seccomp's
+// business, not Landlock's). Without Landlock in the kernel it skips.
+func TestLandlockAlone(t *testing.T) {
+	utRequireRoot(t)
+	abi := landlockVersion()
+	if abi == 0 {
+		t.Skip("the kernel has no Landlock")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	uid, gid := utJailIDs(t)
+	root := utJailDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), utBound)
+	defer cancel()
+	sleeper := exec.CommandContext(ctx, "/bin/sleep", "30")
+	sleeper.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	cmd := utChildCommand(ctx, utChildBinary(t), "landlock", fmt.Sprintf("%s=%d:%d:32:%s", utJailVar, uid, gid, root),
+		utTargetVar+"="+ln.Addr().String(), fmt.Sprintf("%s=%d", utSleeperVar, sleeper.Process.Pid))
+	out, err := cmd.Output()
+	report, _ := utReadReport(strings.NewReader(string(out) + "ready\n"))
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	want := map[string]string{"landlock": fmt.Sprintf("%d <nil>", abi), "opendir": "EACCES", "socket": "ok"}
+	if abi >= 4 {
+		want["connect"] = "EACCES"
+	}
+	if abi >= 6 {
+		want["kill-neighbour"] = "EPERM"
+	}
+	for k, v := range want {
+		if report[k] != v {
+			t.Errorf("under Landlock alone, %s: %q, want %q", k, report[k], v)
+		}
+	}
+}
+
+// utTargetVar names the listener the landlock child tries to reach,
+// utSleeperVar the pid of a process of its uid that it tries to signal.
+const (
+	utTargetVar  = "TLSWORKER_UT_TARGET"
+	utSleeperVar = "TLSWORKER_UT_SLEEPER"
+)
+
+// utLandlockChild confines itself, enforces Landlock only, and reports
+// what it can still do: "name errno" lines.
+func utLandlockChild() {
+	j, err := utParseJail(os.Getenv(utJailVar))
+	if err == nil {
+		err = Confine(j)
+	}
+	if err != nil {
+		fmt.Printf("confine %v\n", err)
+		return
+	}
+	abi, err := restrictLandlock()
+	fmt.Printf("landlock %d %v\n", abi, err)
+	fd, err := unix.Open(".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	utReportErr("opendir", fd, err)
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	utReportErr("socket", -1, err)
+	if err == nil {
+		addr, perr := netip.ParseAddrPort(os.Getenv(utTargetVar))
+		if perr == nil {
+			err = unix.Connect(s, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()})
+			utReportErr("connect", -1, err)
+		}
+		unix.Close(s)
+	}
+	pid, _ := strconv.Atoi(os.Getenv(utSleeperVar))
+	utReportErr("kill-neighbour", -1, unix.Kill(pid, 0))
+}
+
+func utReportErr(what string, fd int, err error) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+	result := "ok"
+	if errno, ok := err.(unix.Errno); ok {
+		result = unix.ErrnoName(errno)
+	} else if err != nil {
+		result = err.Error()
+	}
+	fmt.Printf("%s %s\n", what, result)
 }
