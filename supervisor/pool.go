@@ -27,8 +27,9 @@ type workerPool struct {
 	all      map[*pooledWorker]struct{} // every worker not yet reaped
 	starting int
 	stopped  bool
-	warned   bool      // a failed start was logged; don't repeat it for every retry
-	told     sync.Once // the sandbox line is logged for the first ready worker
+	warned   bool // a failed start was logged; don't repeat it for every retry
+
+	told sync.Once // the sandbox line is logged for the first ready worker
 }
 
 // pooledWorker is one started worker and its channel.
@@ -38,9 +39,10 @@ type pooledWorker struct {
 	khID   uint32 // its name at the key holder, for grants
 	khGen  int    // which key holder has its key channel
 	served int
+	gone   chan struct{} // closed when reaped
+	state  ExitState     // valid once gone is closed
+
 	layers *protocol.WorkerReady // the sandbox layers it reported
-	gone   chan struct{}         // closed when reaped
-	state  ExitState             // valid once gone is closed
 }
 
 // poolSettings reads SSL_PREFORK (idle workers kept ready; default 4, at
