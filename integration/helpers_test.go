@@ -62,6 +62,7 @@ type serverConfig struct {
 	bin       string     // default "sslserver"; "hostileserver" can have a hostile worker
 	stderr    stderrKind // what sslserver's stderr is; default a pipe
 	wrap      []string   // a command that execs sslserver, as setpriv does
+	selfAs    string     // run this test binary as sslserver, in this role (sandbox_test.go)
 }
 
 // stderrKind is what sslserver's stderr is: the test reads the log from
@@ -111,6 +112,10 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	argv := slices.Concat(cfg.wrap, []string{binary(t, cfg.bin)}, serverArgs(cfg))
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = serverEnv(t, cfg)
+	if cfg.selfAs != "" {
+		s.cmd.Path = itestBin
+		s.cmd.Env = append(s.cmd.Env, roleVar+"="+cfg.selfAs)
+	}
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, stdoutW := s.pipe()

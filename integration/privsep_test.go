@@ -180,9 +180,9 @@ func nobodyIDs(t testing.TB) (int, int) {
 	return uid, g
 }
 
-// freshDir is an empty directory that every uid may reach and enter,
-// as SSL_CHROOT must be: a worker chroots with its own ids (t.TempDir's
-// parent is root's alone).
+// freshDir is an empty directory that every uid may reach and enter
+// (t.TempDir's parent is root's alone), for files the workers' ids must
+// reach by path.
 func freshDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "itest-chroot")
 	if err != nil {
@@ -222,7 +222,8 @@ func checkProcessTree(t testing.TB, s *server, worker, prog int) {
 }
 
 // checkIDs reads /proc/PID/status: every uid and gid as wanted, no
-// supplementary groups, no capabilities, no new privileges.
+// supplementary groups, no capabilities, an empty bounding set, no new
+// privileges, and a seccomp filter (mode 2).
 func checkIDs(t testing.TB, who string, pid, uid, gid int) {
 	t.Helper()
 	st := procStatus(t, pid)
@@ -234,6 +235,8 @@ func checkIDs(t testing.TB, who string, pid, uid, gid int) {
 		"CapEff":     "0000000000000000",
 		"CapPrm":     "0000000000000000",
 		"CapAmb":     "0000000000000000",
+		"CapBnd":     "0000000000000000",
+		"Seccomp":    "2",
 	}
 	for k, w := range want {
 		if st[k] != w {
@@ -553,15 +556,12 @@ func scanRegion(mem *os.File, r region, longest int, patterns map[string][]byte,
 
 // TestWorkerReach: workers start with their own ids, so sslserver
 // refuses at start, in one line and with exit 111, an SSL_CHROOT they
-// cannot reach and a binary they cannot execute.
+// cannot enter and a binary they cannot execute. (The directories above
+// SSL_CHROOT do not matter: TestChrootByDescriptor.)
 func TestWorkerReach(t *testing.T) {
 	c := newCert(t, keyECDSA)
-	closed := filepath.Join(t.TempDir(), "closed") // t.TempDir's parent: root's alone
-	jail := filepath.Join(closed, "jail")
-	if err := os.MkdirAll(jail, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(closed, 0o700); err != nil {
+	jail := filepath.Join(freshDir(t), "jail")
+	if err := os.Mkdir(jail, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	private := filepath.Join(freshDir(t), "sslserver")
@@ -576,7 +576,7 @@ func TestWorkerReach(t *testing.T) {
 		name, bin, env, want string
 	}{
 		{"closed chroot", binary(t, "sslserver"), "SSL_CHROOT=" + jail,
-			`^sslserver: fatal: SSL_CHROOT="` + regexp.QuoteMeta(jail) + `": .* is not searchable by the TLS workers' uid 65534 gid 65534\n$`},
+			`^sslserver: fatal: SSL_CHROOT="` + regexp.QuoteMeta(jail) + `" \(mode 0700\) is not searchable by the TLS workers' uid 65534 gid 65534\n$`},
 		{"binary root's alone", private, "",
 			`^sslserver: fatal: ` + regexp.QuoteMeta(private) + ` \(mode 0700, uid 0 gid 0\) is not executable by the TLS workers' uid 65534 gid 65534: chmod a\+x it\n$`},
 	} {

@@ -13,6 +13,7 @@ const (
 const (
 	WorkerFdSupervisor = 3 // SOCK_SEQPACKET: Msg* between supervisor and worker
 	WorkerFdKeyHolder  = 4 // SOCK_SEQPACKET: sign requests to the key holder, for the worker's life
+	WorkerFdRoot       = 5 // O_PATH directory: SSL_CHROOT, to chroot into by descriptor; closed once confined
 )
 
 // A worker gets each connection's descriptors with MsgSession, in this
@@ -29,6 +30,7 @@ const (
 // /dev/null, 2 is the supervisor's stderr.
 const (
 	KeyHolderFdSupervisor = 3 // SOCK_SEQPACKET: keys in, worker channels in
+	KeyHolderFdRoot       = 4 // O_PATH directory: SSL_CHROOT, as WorkerFdRoot
 )
 
 // The program's UCSPI-TLS descriptors; their numbers go into $SSLCTLFD,

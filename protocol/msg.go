@@ -96,8 +96,13 @@ type SessionFailed struct {
 // reaped.
 type ProgramExited struct{ Seq uint32 }
 
-// WorkerReady says the worker is confined and waits for a Session.
-type WorkerReady struct{}
+// WorkerReady says the worker is confined and waits for a Session, and
+// which sandbox layers it got beyond its jail: the seccomp allow-list,
+// and the Landlock ABI version it enforces (0: none).
+type WorkerReady struct {
+	Seccomp  bool
+	Landlock uint8
+}
 
 // Session hands an idle worker one connection. Its descriptors ride
 // along in the order of the SessionFd* constants.

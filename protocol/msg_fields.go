@@ -124,8 +124,15 @@ func (m *SessionFailed) decode(d *decoder) {
 func (m *ProgramExited) encode(e *encoder) { e.u32(m.Seq) }
 func (m *ProgramExited) decode(d *decoder) { m.Seq = d.u32() }
 
-func (*WorkerReady) encode(*encoder) {}
-func (*WorkerReady) decode(*decoder) {}
+func (m *WorkerReady) encode(e *encoder) {
+	e.bool(m.Seccomp)
+	e.u8(m.Landlock)
+}
+
+func (m *WorkerReady) decode(d *decoder) {
+	m.Seccomp = d.bool()
+	m.Landlock = d.u8()
+}
 
 func (m *Session) encode(e *encoder) { e.u32(m.Seq) }
 func (m *Session) decode(d *decoder) { m.Seq = d.u32() }

@@ -26,7 +26,7 @@ func sampleMessages() []Message {
 		&HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte("SSL_PROTOCOL=TLSv1.3\x00\x00")},
 		&SessionFailed{Code: ExitTemp, Reason: "unable to accept TLS: EOF"},
 		&ProgramExited{Seq: 9},
-		&WorkerReady{},
+		&WorkerReady{Seccomp: true, Landlock: 7},
 		&Session{Seq: 0xfffffffe},
 		&SessionEnd{Seq: 9, Code: ExitUsage},
 		&ClientConfig{Jail: true, UID: 1000, GID: 1000, Root: "/var/empty", Delayed: true,
@@ -246,7 +246,9 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"new worker short":          msg(MsgNewWorker).u16(1).u32(1000).done(),
 		"grant of none":             msg(MsgGrant).u32(1).u16(0).done(),
 		"grant short":               msg(MsgGrant).u32(1).done(),
-		"ready with a body":         msg(MsgWorkerReady).u8(0).done(),
+		"ready with no body":        msg(MsgWorkerReady).done(),
+		"ready trailing byte":       msg(MsgWorkerReady).u8(1).u8(7).u8(0).done(),
+		"ready seccomp is 2":        msg(MsgWorkerReady).u8(2).u8(7).done(),
 		"session short":             msg(MsgSession).u16(1).done(),
 		"session end short":         msg(MsgSessionEnd).u32(1).done(),
 		"program exited short":      msg(MsgProgramExited).u16(1).done(),
@@ -316,6 +318,7 @@ func TestDecodeAcceptsBoundaryValues(t *testing.T) {
 		"client no certificate": cc(func(c *ClientConfig) { c.Chain, c.Passphrase = nil, nil }),
 		"client system anchors": cc(func(c *ClientConfig) { c.CAFile, c.CADir = "", "" }),
 		"worker sessions max":   wc(func(w *wcFields) { w.sessions = 0xffff }),
+		"ready no layers":       msg(MsgWorkerReady).u8(0).u8(0).done(),
 	}
 	for what, p := range cases {
 		if _, err := Decode(p); err != nil {

@@ -315,8 +315,9 @@ func programExits(st ExitState) behaviour {
 // supervisor hangs up. Like the real worker, it exits after a session
 // that ended with a nonzero code.
 type workerScript struct {
-	startFail string // send SessionFailed with this reason instead of WorkerReady
-	session   sessionScript
+	startFail  string // send SessionFailed with this reason instead of WorkerReady
+	unfiltered bool   // say WorkerReady without the seccomp filter
+	session    sessionScript
 }
 
 // sessionScript is what a fake worker does in one session.
@@ -366,7 +367,7 @@ func (w workerScript) run(p *fakeProc, sessions chan<- *fakeSession) ExitState {
 		ch.Send(&protocol.SessionFailed{Code: 111, Reason: w.startFail})
 		return ExitState{Code: 111}
 	}
-	if ch.Send(&protocol.WorkerReady{}) != nil {
+	if ch.Send(&protocol.WorkerReady{Seccomp: !w.unfiltered}) != nil {
 		return ExitState{Code: 111}
 	}
 	for {

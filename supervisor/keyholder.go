@@ -48,7 +48,7 @@ func (k *keyHolder) start() error {
 		return err
 	}
 	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Env: confinedEnv,
-		Extra: []*os.File{theirs}, Sys: k.srv.tls.startAttr(), Said: k.srv.log.Child("keyholder")})
+		Extra: []*os.File{theirs, k.srv.tls.rootDir}, Sys: k.srv.tls.startAttr(), Bare: true, Said: k.srv.log.Child("keyholder")})
 	theirs.Close()
 	if err != nil {
 		ours.Close()

@@ -19,7 +19,7 @@ func TestKeyHolderStart(t *testing.T) {
 	sp := spawnerWith(goodWorker, programUntilTold)
 	h := newServer(t, sp, "-c", "10").start()
 	kh := h.next(sp.keyHolders, "key holder")
-	if kh.spec.Path != h.srv.exe || !reflect.DeepEqual(kh.spec.Args, []string{protocol.KeyHolderArgv0}) || len(kh.spec.Extra) != 1 {
+	if kh.spec.Path != h.srv.exe || !reflect.DeepEqual(kh.spec.Args, []string{protocol.KeyHolderArgv0}) || len(kh.spec.Extra) != 2 {
 		t.Errorf("key holder started as %q %q with %d files", kh.spec.Path, kh.spec.Args, len(kh.spec.Extra))
 	}
 	for _, kv := range kh.spec.Env {

@@ -28,6 +28,8 @@ type workerPool struct {
 	starting int
 	stopped  bool
 	warned   bool // a failed start was logged; don't repeat it for every retry
+
+	told sync.Once // the sandbox line is logged for the first ready worker
 }
 
 // pooledWorker is one started worker and its channel.
@@ -39,6 +41,8 @@ type pooledWorker struct {
 	served int
 	gone   chan struct{} // closed when reaped
 	state  ExitState     // valid once gone is closed
+
+	layers *protocol.WorkerReady // the sandbox layers it reported
 }
 
 // poolSettings reads SSL_PREFORK (idle workers kept ready; default 4, at
@@ -151,7 +155,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
-			Extra: []*os.File{theirs, khW}, Sys: s.tls.startAttr(), Said: s.log.Child("worker")})
+			Extra: []*os.File{theirs, khW, s.tls.rootDir}, Sys: s.tls.startAttr(), Bare: true, Said: s.log.Child("worker")})
 	}
 	theirs.Close()
 	khW.Close()
@@ -169,6 +173,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 		w.kill()
 		return nil, err
 	}
+	p.told.Do(func() { s.log.Info("worker sandbox: %s", s.tls.sandbox(w.layers)) })
 	return w, nil
 }
 
@@ -184,6 +189,10 @@ func (w *pooledWorker) configure(cfg *protocol.WorkerConfig) error {
 	}
 	switch m := m.(type) {
 	case *protocol.WorkerReady:
+		if !m.Seccomp { // a worker that got no filter refuses to start: this one lies or is broken
+			return fmt.Errorf("worker %d is ready without its seccomp filter", w.proc.Pid())
+		}
+		w.layers = m
 		return nil
 	case *protocol.SessionFailed:
 		return errors.New(m.Reason)

@@ -70,7 +70,7 @@ func TestWorkerSpecAndConfig(t *testing.T) {
 	if w.spec.Path != h.srv.exe || !reflect.DeepEqual(w.spec.Args, []string{protocol.WorkerArgv0}) {
 		t.Errorf("worker started as %q %q", w.spec.Path, w.spec.Args)
 	}
-	if len(w.spec.Extra) != 2 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
+	if len(w.spec.Extra) != 3 || w.spec.Cred != nil || w.spec.Stdin != nil || w.spec.Stdout != nil {
 		t.Errorf("worker spec: %d extra files, cred %v, stdin %v, stdout %v", len(w.spec.Extra), w.spec.Cred, w.spec.Stdin, w.spec.Stdout)
 	}
 	if w.spec.Said == nil {
@@ -407,16 +407,29 @@ func TestSessionNoWorkerAvailable(t *testing.T) {
 }
 
 // TestSessionWorkerThatCannotConfine: a worker that reports a failure
-// instead of WorkerReady is never given a session, and is reaped.
+// instead of WorkerReady, or is ready without its seccomp filter, is
+// never given a session, and is reaped.
 func TestSessionWorkerThatCannotConfine(t *testing.T) {
+	for _, tc := range []struct {
+		bad  workerScript
+		want string
+	}{
+		{workerScript{startFail: "unable to chroot: permission denied"}, "unable to chroot: permission denied"},
+		{workerScript{unfiltered: true}, "is ready without its seccomp filter"},
+	} {
+		t.Run(tc.want, func(t *testing.T) { testWorkerNotReady(t, tc.bad, tc.want) })
+	}
+}
+
+func testWorkerNotReady(t *testing.T, bad workerScript, want string) {
 	sp := newFakeSpawner()
-	good, bad := goodWorker.runner(sp.sessions), workerScript{startFail: "unable to chroot: permission denied"}.runner(sp.sessions)
+	good, badRun := goodWorker.runner(sp.sessions), bad.runner(sp.sessions)
 	var started atomic.Bool
 	sp.worker = func(p *fakeProc) ExitState {
 		if started.CompareAndSwap(false, true) { // only the first worker is good
 			return good(p)
 		}
-		return bad(p)
+		return badRun(p)
 	}
 	sp.program = programUntilTold
 	h := newServer(t, sp, "-v").start()
@@ -424,7 +437,10 @@ func TestSessionWorkerThatCannotConfine(t *testing.T) {
 	h.program().exit <- ExitState{}
 	h.waitLineCount("sslserver: status: 0/40", 2)
 	h.dial()
-	h.waitLine("sslserver: warning: dropping connection from 127.0.0.1, unable to start TLS worker: unable to chroot: permission denied")
+	h.waitLinePrefix("sslserver: warning: dropping connection from 127.0.0.1, unable to start TLS worker: ")
+	if !strings.Contains(h.log.String(), want) {
+		t.Errorf("the log does not give the reason %q:\n%s", want, h.log.String())
+	}
 	h.none(sp.programs, "program", 100*time.Millisecond)
 	for _, w := range h.startedWorkers()[1:] {
 		waitFor(t, fmt.Sprintf("worker %d to be reaped", w.pid), w.wasWaited)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/tlsworker"
 )
 
 // Spawner starts the supervisor's children. The real one execs; tests of
@@ -27,6 +29,9 @@ type ProcSpec struct {
 	// of its own (see relayStderr). Nil only for the program, whose fd 2
 	// is the supervisor's stderr, as UCSPI has it.
 	Said func(pid int, line string)
+	// Bare forks it from a thread with an all but empty capability
+	// bounding set (tlsworker.OnBareThread).
+	Bare bool
 }
 
 // Process is a started child.
@@ -84,7 +89,13 @@ func (e ExecSpawner) Start(p *ProcSpec) (Process, error) {
 	}
 	sys.Setsid = true
 	attr := &os.ProcAttr{Env: p.Env, Files: files, Sys: &sys}
-	proc, err := os.StartProcess(p.Path, p.Args, attr)
+	var proc *os.Process
+	start := func() { proc, err = os.StartProcess(p.Path, p.Args, attr) }
+	if !p.Bare {
+		start()
+	} else if berr := tlsworker.OnBareThread(start); berr != nil {
+		err = berr
+	}
 	if err != nil {
 		if said != nil {
 			said.Close()

@@ -5,13 +5,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker"
@@ -28,7 +30,8 @@ type tlsSetup struct {
 	suites     []uint16
 	uid, gid   uint32
 	root       string
-	ownRoot    bool // we made root and remove it at exit
+	rootDir    *os.File // root opened O_PATH: workers and the key holder chroot into it by descriptor
+	ownRoot    bool     // we made root and remove it at exit
 	passphrase []byte
 }
 
@@ -37,6 +40,13 @@ type tlsSetup struct {
 // tlsworker.StartAttr).
 func (t *tlsSetup) startAttr() *syscall.SysProcAttr {
 	return tlsworker.StartAttr(tlsworker.Jail{UID: t.uid, GID: t.gid, Root: t.root})
+}
+
+// sandbox names every layer a worker that reported r is in: the jail
+// that Confine proved, and the layers the worker reported.
+func (t *tlsSetup) sandbox(r *protocol.WorkerReady) string {
+	layers := tlsworker.Layers{Seccomp: r.Seccomp, Landlock: r.Landlock}
+	return fmt.Sprintf("chroot, ids %d:%d, no_new_privs, no capabilities, %s", t.uid, t.gid, layers)
 }
 
 // canExec checks that the workers' ids may execute the binary at path:
@@ -67,21 +77,14 @@ func (t *tlsSetup) mayExec(st os.FileInfo) bool {
 	return mode&0o001 != 0
 }
 
-// reachable checks that the workers' ids can search dir and every
-// directory above it: a worker chroots with its own ids.
-func (t *tlsSetup) reachable(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if !t.mayExec(st) {
-			return fmt.Errorf("%s (mode %04o) is not searchable by the TLS workers' uid %d gid %d", d, st.Mode().Perm(), t.uid, t.gid)
-		}
-		if d == "/" {
-			return nil
-		}
+// searchable checks that the workers' ids can search the root they get
+// as a descriptor: they fchdir into it, so the directories above it
+// need not be open to them.
+func (t *tlsSetup) searchable(st os.FileInfo) error {
+	if !t.mayExec(st) {
+		return fmt.Errorf("(mode %04o) is not searchable by the TLS workers' uid %d gid %d", st.Mode().Perm(), t.uid, t.gid)
 	}
+	return nil
 }
 
 // getenv is os.Getenv, or a test's map.
@@ -269,49 +272,94 @@ func (t *tlsSetup) workerRoot(dir string) error {
 		if err != nil {
 			return fmt.Errorf("unable to make an empty root for TLS workers: %w", err)
 		}
+		t.root, t.ownRoot = d, true
 		if err := os.Chmod(d, 0o555); err != nil {
-			os.Remove(d)
+			t.cleanup()
 			return err
 		}
-		if err := t.reachable(d); err != nil {
-			os.Remove(d)
-			return fmt.Errorf("the empty root made for TLS workers: %w: set TMPDIR or SSL_CHROOT", err)
+		if err := t.openRoot(d); err != nil {
+			t.cleanup()
+			return fmt.Errorf("the empty root made for TLS workers %w: set TMPDIR or SSL_CHROOT", err)
 		}
-		t.root, t.ownRoot = d, true
 		return nil
 	}
 	if !strings.HasPrefix(dir, "/") || dir == "/" {
 		return fmt.Errorf("SSL_CHROOT=%q must be an absolute path other than /", dir)
 	}
-	return t.checkRoot(dir)
+	t.root = dir
+	if err := t.openRoot(dir); err != nil {
+		return fmt.Errorf("SSL_CHROOT=%q %w", dir, err)
+	}
+	return nil
 }
 
-func (t *tlsSetup) checkRoot(dir string) error {
-	st, err := os.Stat(dir)
+// openRoot opens the workers' root once, O_PATH, and checks the
+// directory behind the descriptor: the workers chroot into that very
+// directory, so a path swapped after this check changes nothing.
+func (t *tlsSetup) openRoot(dir string) error {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("SSL_CHROOT: %w", err)
+		return fmt.Errorf("cannot be opened: %w", err)
 	}
-	if !st.IsDir() {
-		return fmt.Errorf("SSL_CHROOT=%q is not a directory", dir)
+	f := os.NewFile(uintptr(fd), dir)
+	if err := t.checkRoot(f); err != nil {
+		f.Close()
+		return err
+	}
+	t.rootDir = f
+	return nil
+}
+
+func (t *tlsSetup) checkRoot(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
 	}
 	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("SSL_CHROOT=%q is writable by group or others", dir)
+		return errors.New("is writable by group or others")
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid == t.uid {
-		return fmt.Errorf("SSL_CHROOT=%q is owned by the TLS workers' uid %d", dir, t.uid)
+		return fmt.Errorf("is owned by the TLS workers' uid %d", t.uid)
 	}
-	if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
-		return fmt.Errorf("SSL_CHROOT=%q must be an empty directory", dir)
+	if err := t.searchable(st); err != nil {
+		return err
 	}
-	if err := t.reachable(dir); err != nil {
-		return fmt.Errorf("SSL_CHROOT=%q: %w", dir, err)
+	return emptyDir(f)
+}
+
+// emptyDir lists the directory behind an O_PATH descriptor, which cannot
+// be read itself, through a readable descriptor of the same directory.
+func emptyDir(f *os.File) error {
+	fd, err := openAt(f, ".", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC)
+	if err != nil {
+		return err
 	}
-	t.root = dir
+	d := os.NewFile(uintptr(fd), f.Name())
+	defer d.Close()
+	if names, err := d.Readdirnames(1); err != io.EOF || len(names) > 0 {
+		return errors.New("must be an empty directory")
+	}
 	return nil
+}
+
+func openAt(dir *os.File, name string, flags int) (int, error) {
+	rc, err := dir.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := rc.Control(func(dirfd uintptr) { fd, err = unix.Openat(int(dirfd), name, flags, 0) })
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
 }
 
 // cleanup removes the root we made.
 func (t *tlsSetup) cleanup() {
+	if t.rootDir != nil {
+		t.rootDir.Close()
+	}
 	if t.ownRoot {
 		os.Remove(t.root)
 	}

@@ -51,19 +51,16 @@ func TestCanExec(t *testing.T) {
 	}
 }
 
-// TestReachable: a worker chroots with its own ids, so SSL_CHROOT and
-// every directory above it must be searchable by them.
-func TestReachable(t *testing.T) {
-	top, err := os.MkdirTemp("", "reachable") // t.TempDir's parent is closed to others
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(top) })
+// TestRootByDescriptor: workers chroot into SSL_CHROOT by the
+// descriptor the supervisor opened, so only the directory itself must be
+// searchable by their ids; a 0700 directory above it does not matter.
+func TestRootByDescriptor(t *testing.T) {
+	top := t.TempDir()
 	jail := filepath.Join(top, "a", "jail")
 	if err := os.MkdirAll(jail, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(top, 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(top, "a"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(jail)
@@ -72,15 +69,20 @@ func TestReachable(t *testing.T) {
 	}
 	owner := st.Sys().(*syscall.Stat_t)
 	ts := &tlsSetup{uid: owner.Uid + 1000, gid: owner.Gid + 1000}
-	if err := ts.reachable(jail); err != nil {
-		t.Fatalf("open path: %v", err)
+	if err := ts.workerRoot(jail); err != nil {
+		t.Fatalf("under a closed parent: %v", err)
 	}
-	mid := filepath.Join(top, "a")
-	if err := os.Chmod(mid, 0o700); err != nil {
+	defer ts.cleanup()
+	var byFD syscall.Stat_t
+	if err := syscall.Fstat(int(ts.rootDir.Fd()), &byFD); err != nil || byFD.Ino != owner.Ino || byFD.Dev != owner.Dev {
+		t.Errorf("the root descriptor is not the jail (%v)", err)
+	}
+	if err := os.Chmod(jail, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	err = ts.reachable(jail)
-	if err == nil || !strings.Contains(err.Error(), mid) {
-		t.Fatalf("closed %s: %v, want an error naming it", mid, err)
+	closed := &tlsSetup{uid: owner.Uid + 1000, gid: owner.Gid + 1000}
+	err = closed.workerRoot(jail)
+	if err == nil || !strings.Contains(err.Error(), "not searchable") || closed.rootDir != nil {
+		t.Fatalf("a jail closed to the workers: %v, want refused as not searchable", err)
 	}
 }

@@ -214,12 +214,17 @@ func addCADir(pool *x509.CertPool, dir string) error {
 }
 
 // confine: fully, as a server's worker, when sslclient runs as root;
-// else as far as an unprivileged process can.
+// else as far as an unprivileged process can. Either way the sandbox
+// follows.
 func (w *clientWorker) confine() error {
 	if w.cfg.Jail {
-		return Confine(Jail{UID: w.cfg.UID, GID: w.cfg.GID, Root: w.cfg.Root, MaxFiles: clientMaxFiles})
+		return confineAndSandbox(Jail{UID: w.cfg.UID, GID: w.cfg.GID, Root: w.cfg.Root, MaxFiles: clientMaxFiles})
 	}
-	return ConfineUnprivileged(clientMaxFiles)
+	if err := ConfineUnprivileged(clientMaxFiles); err != nil {
+		return err
+	}
+	_, err := Sandbox()
+	return err
 }
 
 // loadCert parses the client key, confined, from the descriptor sslclient

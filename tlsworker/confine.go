@@ -21,15 +21,21 @@ import (
 type Jail struct {
 	UID, GID uint32
 	Root     string
+	// RootFD, when above 2, is a descriptor of Root (opened O_PATH by the
+	// supervisor) to chroot into instead of the path: the directories
+	// above Root need not be open to UID, and what the supervisor
+	// checked is what the process lands in. Confine closes it.
+	RootFD   int
 	MaxFiles uint64 // RLIMIT_NOFILE after confinement
 }
 
 // StartAttr is how a process that will Confine itself into j must be
 // started: with j's ids already, no supplementary groups, and of root's
-// powers only CAP_SYS_CHROOT, as an ambient capability that survives the
-// exec, so that it can chroot. The ids change in the child between fork
-// and exec, where it has a single thread; the process never runs as root,
-// not even while the Go runtime starts.
+// powers only CAP_SYS_CHROOT, so that it can chroot, and CAP_SETPCAP, so
+// that it can empty its capability bounding set, as ambient capabilities
+// that survive the exec; Confine drops both. The ids change in the child
+// between fork and exec, where it has a single thread; the process never
+// runs as root, not even while the Go runtime starts.
 //
 // It also starts in a session of its own, with no controlling terminal,
 // and in a PID namespace of its own, as its only process (pid 1 there):
@@ -41,15 +47,19 @@ type Jail struct {
 func StartAttr(j Jail) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{
 		Credential:  &syscall.Credential{Uid: j.UID, Gid: j.GID, Groups: []uint32{}},
-		AmbientCaps: []uintptr{unix.CAP_SYS_CHROOT},
+		AmbientCaps: startCaps,
 		Cloneflags:  syscall.CLONE_NEWPID,
 		Setsid:      true,
 	}
 }
 
-// Confine takes a process into its jail j: it chroots into j.Root,
-// forbids core dumps, new privileges and file writes, bounds its
-// descriptors, ends with no capability on any thread, and then proves
+// startCaps are the ambient capabilities StartAttr gives.
+var startCaps = []uintptr{unix.CAP_SYS_CHROOT, unix.CAP_SETPCAP}
+
+// Confine takes a process into its jail j: it chroots into j.Root (by
+// j.RootFD when it has one), forbids core dumps, new privileges and file
+// writes, bounds its descriptors, empties its capability bounding set,
+// ends with no capability on any thread, and then proves
 // each step took: it reads the ids, groups, root, flags and
 // capabilities back and tries to get root again, and fails if that
 // works.
@@ -73,8 +83,8 @@ func Confine(j Jail) error {
 			return fmt.Errorf("confine: started neither as root nor with the jail's ids: %w", err)
 		}
 	}
-	var before unix.Stat_t
-	if err := unix.Stat(j.Root, &before); err != nil {
+	before, err := rootStat(j)
+	if err != nil {
 		return fmt.Errorf("confine: root %q: %w", j.Root, err)
 	}
 	if err := drop(j, asRoot); err != nil {
@@ -91,15 +101,13 @@ type step struct {
 	do   func() error
 }
 
-// drop's order matters: chroot needs the capability that the id change
-// (as root) or the last step takes away, and the process stops being
-// dumpable (and so traceable by others of its uid) before it gives up
-// the capability that kept them out until then.
+// drop's order matters: chroot and emptying the bounding set need the
+// capabilities that the id change (as root) or the last step takes
+// away, and the process stops being dumpable (and so traceable by others
+// of its uid) before it gives up the capability that kept them out until
+// then.
 func drop(j Jail, asRoot bool) error {
-	steps := []step{
-		{"chroot " + j.Root, func() error { return syscall.Chroot(j.Root) }},
-		{"chdir /", func() error { return syscall.Chdir("/") }},
-	}
+	steps := append(chrootSteps(j), step{"empty bounding set", dropBoundingSet})
 	if asRoot {
 		steps = append(steps,
 			step{"setgroups", func() error { return syscall.Setgroups([]int{}) }},
@@ -119,6 +127,71 @@ func drop(j Jail, asRoot bool) error {
 		}
 	}
 	return nil
+}
+
+// rootStat is what "/" must be after the chroot: the descriptor's
+// directory, or the path's.
+func rootStat(j Jail) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if j.RootFD > 2 {
+		return st, unix.Fstat(j.RootFD, &st)
+	}
+	return st, unix.Stat(j.Root, &st)
+}
+
+// chrootSteps enter the root: through the descriptor, which is then
+// closed, or by path. chroot(".") after fchdir takes the very directory
+// the supervisor opened and checked, whatever its path names now.
+func chrootSteps(j Jail) []step {
+	if j.RootFD > 2 {
+		return []step{
+			{"fchdir to the root descriptor", func() error { return syscall.Fchdir(j.RootFD) }},
+			{"chroot " + j.Root, func() error { return syscall.Chroot(".") }},
+			{"chdir /", func() error { return syscall.Chdir("/") }},
+			{"close the root descriptor", func() error { return syscall.Close(j.RootFD) }},
+		}
+	}
+	return []step{
+		{"chroot " + j.Root, func() error { return syscall.Chroot(j.Root) }},
+		{"chdir /", func() error { return syscall.Chdir("/") }},
+	}
+}
+
+// dropBoundingSet takes every capability out of every thread's bounding
+// set, so that nothing the process could ever exec gains one. A process
+// forked from OnBareThread starts with startCaps alone in it, two calls
+// here; any other pays one stop-the-world call per capability. The
+// Dropping needs CAP_SETPCAP, which dropCapabilities then takes away.
+func dropBoundingSet() error {
+	caps, err := boundingSet()
+	if err != nil {
+		return err
+	}
+	for _, c := range caps {
+		if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 {
+			return fmt.Errorf("capability %d: %w", c, e)
+		}
+	}
+	return nil
+}
+
+// boundingSet lists the capabilities in this thread's bounding set, up
+// to the kernel's last one, where PR_CAPBSET_READ answers EINVAL.
+func boundingSet() ([]uintptr, error) {
+	var caps []uintptr
+	for c := uintptr(0); c < 64; c++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, c, 0, 0, 0)
+		if err == unix.EINVAL && c > 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading capability %d of the bounding set: %w", c, err)
+		}
+		if in != 0 {
+			caps = append(caps, c)
+		}
+	}
+	return caps, nil
 }
 
 // capHeader asks capget and capset for version 3 of the kernel's
@@ -232,11 +305,22 @@ func checkCapabilities(Jail, unix.Stat_t) error {
 			return fmt.Errorf("capabilities remain: %+v", data)
 		}
 	}
-	amb, err := unix.PrctlRetInt(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_IS_SET, unix.CAP_SYS_CHROOT, 0, 0)
-	if err != nil || amb != 0 {
-		return fmt.Errorf("ambient CAP_SYS_CHROOT is %d (%v)", amb, err)
+	for _, c := range startCaps {
+		amb, err := unix.PrctlRetInt(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_IS_SET, c, 0, 0)
+		if err != nil || amb != 0 {
+			return fmt.Errorf("ambient capability %d is %d (%v)", c, amb, err)
+		}
 	}
-	return nil
+	return checkBoundingSet()
+}
+
+// checkBoundingSet reads the bounding set back: it must be empty.
+func checkBoundingSet() error {
+	caps, err := boundingSet()
+	if err == nil && len(caps) > 0 {
+		err = fmt.Errorf("capabilities %v remain in the bounding set", caps)
+	}
+	return err
 }
 
 // checkNoWayBack tries to regain root and the old groups; any success is

@@ -23,8 +23,9 @@ import (
 // a confined process instead of running tests: "confine" or
 // "canconfine". utJailVar carries the jail as uid:gid:maxfiles:root.
 const (
-	utChildVar = "TLSWORKER_UT_CONFINE_CHILD"
-	utJailVar  = "TLSWORKER_UT_JAIL"
+	utChildVar  = "TLSWORKER_UT_CONFINE_CHILD"
+	utJailVar   = "TLSWORKER_UT_JAIL"
+	utRootFDVar = "TLSWORKER_UT_ROOTFD" // set: the jail's root is fd 3, as the supervisor passes it
 )
 
 // utConfinedEnv is the environment the supervisor gives confined
@@ -42,6 +43,10 @@ func TestConfineChildRole(t *testing.T) {
 		utConfineChild(t)
 	case "canconfine":
 		fmt.Printf("canconfine %v\n", CanConfine())
+	case "sandbox-time":
+		utSandboxTime()
+	case "landlock":
+		utLandlockChild()
 	default:
 		t.Skip("runs only as a child of TestConfineInChild")
 	}
@@ -54,6 +59,9 @@ func utConfineChild(t *testing.T) {
 	j, err := utParseJail(os.Getenv(utJailVar))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv(utRootFDVar) != "" {
+		j.RootFD = 3
 	}
 	release := make(chan struct{})
 	defer close(release)
@@ -71,6 +79,10 @@ func utConfineChild(t *testing.T) {
 	}
 	fmt.Println("confine ok")
 	utReportConfined(self)
+	layers, err := Sandbox()
+	fmt.Printf("sandbox %v %v\n", layers, err)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	fmt.Printf("socket %d %v\n", fd, err)
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
 }
@@ -150,7 +162,7 @@ func utCgoFree() bool {
 // no_new_privs on every thread, as the Makefile's builds do. It lies in
 // a directory nobody may enter, as a child started with StartAttr must
 // exec it with the jail's ids.
-func utChildBinary(t *testing.T) string {
+func utChildBinary(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tlsworker-child")
 	if err != nil {
@@ -199,7 +211,7 @@ func utChildCommand(ctx context.Context, bin, role string, extraEnv ...string) *
 
 // utRequireRoot skips a test that needs root, except under CI, where
 // the test must run.
-func utRequireRoot(t *testing.T) {
+func utRequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -277,7 +289,7 @@ func utTestCanConfine(t *testing.T, bin string) {
 
 // utJailIDs are nobody's uid and nogroup's gid, looked up as the
 // supervisor does before it starts a confined process.
-func utJailIDs(t *testing.T) (uid, gid uint32) {
+func utJailIDs(t testing.TB) (uid, gid uint32) {
 	t.Helper()
 	u, err := user.Lookup("nobody")
 	if err != nil {
@@ -303,6 +315,9 @@ func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 	utRequireRoot(t)
 	uid, gid := utJailIDs(t)
 	root := utJailDir(t)
+	if viaStartAttr {
+		root = utClosedJailDir(t)
+	}
 	var rootSt unix.Stat_t
 	if err := unix.Stat(root, &rootSt); err != nil {
 		t.Fatal(err)
@@ -314,6 +329,8 @@ func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 	if viaStartAttr {
 		cmd.SysProcAttr = StartAttr(Jail{UID: uid, GID: gid, Root: root})
 		before = strconv.FormatUint(uint64(uid), 10)
+		cmd.ExtraFiles = []*os.File{utOpenPath(t, root)}
+		cmd.Env = append(cmd.Env, utRootFDVar+"=1")
 	}
 	report, procs := utRunConfined(t, cmd)
 
@@ -335,6 +352,8 @@ func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 		"nofile":       "32 32 <nil>",
 		"core":         "0 0 <nil>",
 		"fsize":        "0 0 <nil>",
+		"sandbox":      Layers{Seccomp: true, Landlock: landlockVersion()}.String() + " <nil>",
+		"socket":       "-1 " + syscall.EPERM.Error(),
 	}
 	for k, v := range want {
 		if report[k] != v {
@@ -346,7 +365,7 @@ func utTestJail(t *testing.T, bin string, viaStartAttr bool) {
 
 // utJailDir is an empty directory, 0555, that the jail's ids can reach
 // (t.TempDir's parent is root's alone).
-func utJailDir(t *testing.T) string {
+func utJailDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "tlsworker-jail")
 	if err != nil {
@@ -357,6 +376,33 @@ func utJailDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// utClosedJailDir is an empty directory, 0555, under a directory only
+// root may enter: a child started with StartAttr reaches it only through
+// the descriptor that utOpenPath opens.
+func utClosedJailDir(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "jail") // t.TempDir is 0700
+	if err := os.Mkdir(root, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// utOpenPath opens dir as the supervisor opens SSL_CHROOT.
+func utOpenPath(t *testing.T, dir string) *os.File {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // utTestWrongStart: a process that is neither root nor already the
@@ -462,7 +508,8 @@ func utParseStatus(s string) map[string]string {
 
 // utCheckProc checks the kernel's view: the process is rooted in the
 // jail, and every thread, not only the one that called Confine, has
-// the jail's ids, no groups, no capabilities and no_new_privs.
+// the jail's ids, no groups, no capabilities, an empty bounding set,
+// no_new_privs and the seccomp filter.
 func utCheckProc(t *testing.T, v utProcView, root string, uid, gid uint32) {
 	t.Helper()
 	wantRoot, err := filepath.EvalSymlinks(root)
@@ -484,6 +531,8 @@ func utCheckProc(t *testing.T, v utProcView, root string, uid, gid uint32) {
 		"CapPrm":     "0000000000000000",
 		"CapEff":     "0000000000000000",
 		"CapAmb":     "0000000000000000",
+		"CapBnd":     "0000000000000000",
+		"Seccomp":    "2",
 	}
 	for _, th := range v.threads {
 		for k, w := range want {

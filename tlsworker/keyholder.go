@@ -73,10 +73,10 @@ func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
 		return nil, err
 	}
 	km := m.(*protocol.Keys)
-	// Confine first: the key files are already open, and their contents
-	// are parsed with no privilege left to lose.
-	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, MaxFiles: uint64(km.MaxFiles)}
-	if err := Confine(jail); err != nil {
+	// Confine and sandbox first: the key files are already open, and
+	// their contents are parsed with no privilege left to lose.
+	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, RootFD: protocol.KeyHolderFdRoot, MaxFiles: uint64(km.MaxFiles)}
+	if err := confineAndSandbox(jail); err != nil {
 		closeFiles(files)
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type worker struct {
 	kh    *protocol.Channel  // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
 	msgs  chan supMsg        // from readSupervisor
+	then  func()             // see WorkerMainThen
 }
 
 // supMsg is one message from the supervisor, or the error that ended
@@ -65,11 +66,19 @@ func failf(code int, format string, args ...any) *failure {
 }
 
 // WorkerMain runs one TLS worker and returns its exit code.
-func WorkerMain() int {
+func WorkerMain() int { return WorkerMainThen(nil) }
+
+// WorkerMainThen is WorkerMain that runs then, when not nil, once the
+// worker is confined and sandboxed and before it says it is ready. The
+// sslserver binary passes nil; the integration tests pass a hostile
+// step, to prove what the sandbox stops inside a real worker started by
+// a real sslserver.
+func WorkerMainThen(then func()) int {
 	w, err := newWorker()
 	if err != nil {
 		return fail(protocol.WorkerArgv0, err)
 	}
+	w.then = then
 	if err := w.start(); err != nil {
 		w.sup.Send(&protocol.SessionFailed{Code: protocol.ExitTemp, Reason: err.Error()})
 		return fail(protocol.WorkerArgv0, err)
@@ -97,9 +106,16 @@ func newWorker() (*worker, error) {
 // start confines the worker, parses its certificates and says it is
 // ready.
 func (w *worker) start() error {
-	jail := Jail{UID: w.cfg.UID, GID: w.cfg.GID, Root: w.cfg.Root, MaxFiles: workerMaxFiles}
+	jail := Jail{UID: w.cfg.UID, GID: w.cfg.GID, Root: w.cfg.Root, RootFD: protocol.WorkerFdRoot, MaxFiles: workerMaxFiles}
 	if err := Confine(jail); err != nil {
 		return err
+	}
+	layers, err := Sandbox()
+	if err != nil {
+		return err
+	}
+	if w.then != nil {
+		w.then()
 	}
 	for _, c := range w.cfg.Certs {
 		leaf, err := x509.ParseCertificate(c.Chain[0])
@@ -110,7 +126,7 @@ func (w *worker) start() error {
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
 	}
 	go w.readSupervisor()
-	return w.sup.Send(&protocol.WorkerReady{})
+	return w.sup.Send(&protocol.WorkerReady{Seccomp: layers.Seccomp, Landlock: layers.Landlock})
 }
 
 // readSupervisor is the channel's only reader; the state machine takes
