@@ -177,7 +177,7 @@ func (ss *session) startWorker() error {
 		return fmt.Errorf("unable to start the TLS process: %w", err)
 	}
 	ss.worker = p
-	ch, err := protocol.NewChannel(ss.f.chS)
+	ch, err := protocol.NewChannel(ss.f.chS, protocol.ClientReports)
 	ss.f.chS = nil
 	if err != nil {
 		return err

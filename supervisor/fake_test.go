@@ -122,7 +122,11 @@ func (p *fakeProc) openChannel() error {
 	if p.argv0 != protocol.WorkerArgv0 && p.argv0 != protocol.KeyHolderArgv0 {
 		return nil
 	}
-	ch, err := protocol.NewChannel(p.spec.Extra[0])
+	accept := protocol.SupervisorOrders
+	if p.argv0 == protocol.KeyHolderArgv0 {
+		accept = protocol.KeyHolderOrders
+	}
+	ch, err := protocol.NewChannel(p.spec.Extra[0], accept)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func (k *keyHolder) start() error {
 		ours.Close()
 		return fmt.Errorf("unable to start key holder: %w", err)
 	}
-	ch, err := protocol.NewChannel(ours)
+	ch, err := protocol.NewChannel(ours, protocol.KeyHolderReports)
 	if err == nil {
 		err = k.load(ch, files)
 	}

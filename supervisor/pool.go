@@ -162,7 +162,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	w := &pooledWorker{proc: proc, khID: id, khGen: gen, gone: make(chan struct{})}
 	p.track(w)
 	go p.reap(w)
-	if w.ch, err = protocol.NewChannel(ours); err == nil {
+	if w.ch, err = protocol.NewChannel(ours, protocol.WorkerReports); err == nil {
 		err = w.configure(s.workerConfig())
 	}
 	if err != nil {

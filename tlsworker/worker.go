@@ -78,11 +78,11 @@ func WorkerMain() int {
 }
 
 func newWorker() (*worker, error) {
-	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"))
+	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"), protocol.SupervisorOrders)
 	if err != nil {
 		return nil, err
 	}
-	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"))
+	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"), protocol.SignReplies)
 	if err != nil {
 		sup.Close()
 		return nil, err
