@@ -266,9 +266,9 @@ func (ss *session) fail(f *protocol.SessionFailed) {
 }
 
 // handshakeDone logs the handshake and returns the SSL_* variables of
-// its block. Only SSL_* names are kept: the TLS process has parsed the
-// server's bytes and must not be able to set, say, LD_PRELOAD for the
-// program.
+// its block, which must be a block env.TLS could have made: the TLS
+// process has parsed the server's bytes and must not be able to set,
+// say, LD_PRELOAD or SSL_CERT_FILE for the program.
 func (ss *session) handshakeDone(m *protocol.HandshakeDone) ([]env.Var, error) {
 	ss.mu.Lock()
 	again := ss.handshook
@@ -281,15 +281,16 @@ func (ss *session) handshakeDone(m *protocol.HandshakeDone) ([]env.Var, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the TLS process's report: %w", err)
 	}
-	var vars []env.Var
+	vars := make([]env.Var, len(block))
 	verify := ""
-	for _, v := range block {
-		if strings.HasPrefix(v.Name, "SSL_") {
-			vars = append(vars, env.Var{Name: v.Name, Value: v.Value})
-		}
+	for i, v := range block {
+		vars[i] = env.Var{Name: v.Name, Value: v.Value}
 		if v.Name == "SSL_SERVER_VERIFY" {
 			verify = v.Value
 		}
+	}
+	if err := env.CheckTLS(vars, false); err != nil {
+		return nil, fmt.Errorf("the TLS process's report: %w", err)
 	}
 	ss.c.log.Info("tls %s:%s verify %s", m.Protocol, m.Cipher, verify)
 	if reason, ok := strings.CutPrefix(verify, "FAILED:"); ok {

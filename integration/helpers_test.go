@@ -58,6 +58,7 @@ type serverConfig struct {
 	roleEnv   []string   // ...with these NAME=value
 	program   []string   // or any other program
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
+	attacked  bool       // sslserver is this test binary, its workers hostileWorker
 }
 
 // serverOnlyVars are read by sslserver and must never reach the program.
@@ -89,6 +90,9 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	}
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
 	s.cmd = exec.Command(binary(t, "sslserver"), serverArgs(cfg)...)
+	if cfg.attacked {
+		s.cmd.Path, s.cmd.Args[0] = itestBin, attackedArgv0
+	}
 	s.cmd.Env = serverEnv(t, cfg)
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

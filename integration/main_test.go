@@ -26,6 +26,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if code, ok := runUnderAttack(); ok {
+		os.Exit(code)
+	}
 	if role := os.Getenv(roleVar); role != "" {
 		os.Exit(runRole(role))
 	}

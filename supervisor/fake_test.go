@@ -320,7 +320,10 @@ func programExits(st ExitState) behaviour {
 // that ended with a nonzero code.
 type workerScript struct {
 	startFail string // send SessionFailed with this reason instead of WorkerReady
-	session   sessionScript
+	// notReady, when it returns true, has played something else instead
+	// of WorkerReady, and the worker exits.
+	notReady func(p *fakeProc, ch *protocol.Channel) bool
+	session  sessionScript
 }
 
 // sessionScript is what a fake worker does in one session.
@@ -368,6 +371,9 @@ func (w workerScript) run(p *fakeProc, sessions chan<- *fakeSession) ExitState {
 	}
 	if w.startFail != "" {
 		ch.Send(&protocol.SessionFailed{Code: 111, Reason: w.startFail})
+		return ExitState{Code: 111}
+	}
+	if w.notReady != nil && w.notReady(p, ch) {
 		return ExitState{Code: 111}
 	}
 	if ch.Send(&protocol.WorkerReady{}) != nil {
