@@ -71,8 +71,12 @@ func hostileWorker() int {
 	}
 	if string(plan) != "keys-before-ready" {
 		sup.Send(&protocol.WorkerReady{})
-		if _, _, err := sup.Recv(); err != nil { // the session
+		m, _, err := sup.Recv() // the session
+		if err != nil {
 			return 111
+		}
+		if string(plan) != "keys-before-taken" {
+			sup.Send(&protocol.SessionTaken{Seq: m.(*protocol.Session).Seq})
 		}
 	}
 	attack(sup, string(plan))
@@ -85,7 +89,8 @@ func attack(sup *protocol.Channel, plan string) {
 		sup.Send(&protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte(block)})
 		return
 	}
-	// keys, keys-before-ready: the most descriptors a message carries.
+	// keys, keys-before-taken, keys-before-ready: the most descriptors a
+	// message carries.
 	files := make([]*os.File, protocol.MaxKeyFiles)
 	for i := range files {
 		files[i], _ = os.Open(os.DevNull)
@@ -108,6 +113,7 @@ var attackCases = []attackCase{
 	{"newline", `TLS worker (\d+) broke the protocol: handshake report: variable "SSL_CLIENT_S_DN_CN": value with a newline$`},
 	{"toomany", `TLS worker (\d+) broke the protocol: handshake report: 1025 variables, more than 1024$`},
 	{"keys", `TLS worker (\d+) broke the protocol: message type 20 not accepted here \(64 files closed\)$`},
+	{"keys-before-taken", `dropping connection from 127\.0\.0\.1, unable to start TLS worker: message type 20 not accepted here \(64 files closed\)$`},
 	{"keys-before-ready", `dropping connection from 127\.0\.0\.1, unable to start TLS worker: worker \d+ did not get ready: message type 20 not accepted here \(64 files closed\)$`},
 }
 

@@ -13,7 +13,7 @@ type Accepts uint64
 // The sets, one for each end of each channel; each names the sender.
 var (
 	// The supervisor's end of a TLS worker's channel.
-	WorkerReports = accepts(MsgWorkerReady, MsgHandshakeDone, MsgSessionFailed, MsgSessionEnd)
+	WorkerReports = accepts(MsgWorkerReady, MsgSessionTaken, MsgHandshakeDone, MsgSessionFailed, MsgSessionEnd)
 	// A TLS worker's end of its channel to the supervisor.
 	SupervisorOrders = accepts(MsgWorkerConfig, MsgSession, MsgProgramExited)
 	// The key holder's end of its channel to the supervisor.

@@ -18,6 +18,7 @@ const (
 	MsgWorkerReady   MsgType = 5 // worker -> supervisor, once, when confined
 	MsgSession       MsgType = 6 // supervisor -> worker, when idle; the session's fds ride along
 	MsgSessionEnd    MsgType = 7 // worker -> supervisor, once a session, last
+	MsgSessionTaken  MsgType = 8 // worker -> supervisor, once a session, first
 
 	// TLS worker <-> key holder
 	MsgSignRequest MsgType = 10 // worker -> key holder
@@ -103,6 +104,11 @@ type WorkerReady struct{}
 // along in the order of the SessionFd* constants.
 type Session struct{ Seq uint32 }
 
+// SessionTaken says the worker holds session Seq's descriptors: until
+// then the supervisor may give the session to another worker, should
+// this one die.
+type SessionTaken struct{ Seq uint32 }
+
 // SessionEnd closes session Seq with the status the session ends with:
 // 0, or the code of the SessionFailed sent before it.
 type SessionEnd struct {
@@ -166,6 +172,7 @@ func (*ProgramExited) Type() MsgType { return MsgProgramExited }
 func (*WorkerReady) Type() MsgType   { return MsgWorkerReady }
 func (*Session) Type() MsgType       { return MsgSession }
 func (*SessionEnd) Type() MsgType    { return MsgSessionEnd }
+func (*SessionTaken) Type() MsgType  { return MsgSessionTaken }
 func (*SignRequest) Type() MsgType   { return MsgSignRequest }
 func (*Signature) Type() MsgType     { return MsgSignature }
 func (*SignRefused) Type() MsgType   { return MsgSignRefused }
@@ -192,6 +199,8 @@ func newMessage(t MsgType) (Message, error) {
 		return new(Session), nil
 	case MsgSessionEnd:
 		return new(SessionEnd), nil
+	case MsgSessionTaken:
+		return new(SessionTaken), nil
 	case MsgSignRequest:
 		return new(SignRequest), nil
 	case MsgSignature:

@@ -130,6 +130,9 @@ func (*WorkerReady) decode(*decoder) {}
 func (m *Session) encode(e *encoder) { e.u32(m.Seq) }
 func (m *Session) decode(d *decoder) { m.Seq = d.u32() }
 
+func (m *SessionTaken) encode(e *encoder) { e.u32(m.Seq) }
+func (m *SessionTaken) decode(d *decoder) { m.Seq = d.u32() }
+
 func (m *SessionEnd) encode(e *encoder) {
 	e.u32(m.Seq)
 	e.u8(m.Code)

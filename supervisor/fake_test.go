@@ -406,6 +406,9 @@ func nextSession(p *fakeProc, ch *protocol.Channel) (*fakeSession, bool) {
 			for _, f := range files {
 				p.own(f)
 			}
+			if ch.Send(&protocol.SessionTaken{Seq: m.Seq}) != nil {
+				return nil, false
+			}
 			return &fakeSession{proc: p, seq: m.Seq, files: files, exited: make(chan struct{}), ended: make(chan struct{})}, true
 		}
 		return nil, false

@@ -21,18 +21,33 @@ const keyHolderWait = 30 * time.Second
 // is refused after this.
 const grantWait = 5 * time.Second
 
+// restartWait is how long a worker being started waits for the key
+// holder while it is down: a restart takes about 0.1 s, and a session
+// that arrives meanwhile waits for it rather than being dropped.
+const restartWait = 2 * time.Second
+
 // keyHolder is the supervisor's handle on the one process that holds the
-// private keys. If it dies, it is started again; sessions that needed it
-// meanwhile fail their handshake.
+// private keys. If it dies, it is started again; workers started
+// meanwhile wait for the new one (restartWait).
 type keyHolder struct {
 	srv  *Server
 	mu   sync.Mutex
 	ch   *protocol.Channel // nil while down
+	up   chan struct{}     // closed while a key holder runs; see upLocked
 	proc Process
 	gone chan struct{} // closed when proc is reaped
 	stop chan struct{}
 	gen  int    // which key holder this is: 1, 2 after a restart, ...
 	last uint32 // the last worker ID given out
+}
+
+// upLocked returns the channel that is closed once a key holder runs,
+// with k.mu held.
+func (k *keyHolder) upLocked() chan struct{} {
+	if k.up == nil {
+		k.up = make(chan struct{})
+	}
+	return k.up
 }
 
 // start runs the key holder and waits until it has loaded every key and
@@ -70,6 +85,7 @@ func (k *keyHolder) start() error {
 	k.mu.Lock()
 	k.ch, k.proc, k.gone = ch, proc, gone
 	k.gen++
+	close(k.upLocked())
 	k.mu.Unlock()
 	k.srv.log.Info("keyholder pid %d", proc.Pid())
 	go k.watch(proc, ch, gone)
@@ -116,7 +132,7 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 	st := proc.Wait()
 	close(gone)
 	k.mu.Lock()
-	k.ch = nil
+	k.ch, k.up = nil, make(chan struct{})
 	k.mu.Unlock()
 	ch.Close()
 	select {
@@ -143,16 +159,32 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 // good for one signature; grant allows one more before each further
 // session. It returns the ID that grants name the worker by and which
 // key holder has it: after a restart the worker's channel leads nowhere.
+// While the key holder is down it waits up to restartWait for the next.
 func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.ch == nil {
-		return 0, 0, errors.New("key holder is not running")
+	deadline := time.NewTimer(restartWait)
+	defer deadline.Stop()
+	for {
+		k.mu.Lock()
+		if k.ch != nil {
+			defer k.mu.Unlock()
+			k.last++
+			m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
+			return k.last, k.gen, k.ch.Send(m, f)
+		}
+		up := k.upLocked()
+		k.mu.Unlock()
+		select {
+		case <-up:
+		case <-deadline.C:
+			return 0, 0, errKeyHolderDown
+		case <-k.stop:
+			return 0, 0, errKeyHolderDown
+		}
 	}
-	k.last++
-	m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
-	return k.last, k.gen, k.ch.Send(m, f)
 }
+
+// errKeyHolderDown: no key holder ran within restartWait.
+var errKeyHolderDown = errors.New("key holder is not running")
 
 // grant lets worker id of key holder gen sign once more, for its next
 // session; an error means the worker's key holder is gone.

@@ -160,13 +160,24 @@ func (w *worker) nextSession(last uint32) (*session, error) {
 				return nil, fmt.Errorf("program of session %d exited while idle", m.Seq)
 			}
 		case *protocol.Session:
-			return w.newSession(m.Seq, sm.files)
+			return w.takeSession(m.Seq, sm.files)
 		default:
 			closeFiles(sm.files)
 			return nil, fmt.Errorf("message type %d while idle", m.Type())
 		}
 	}
 	return nil, nil
+}
+
+// takeSession takes over a session's descriptors and tells the
+// supervisor so: until then it may give the session to another worker.
+// If it cannot tell, the supervisor is gone and the worker exits.
+func (w *worker) takeSession(seq uint32, files []*os.File) (*session, error) {
+	s, err := w.newSession(seq, files)
+	if err == nil {
+		err = w.sup.Send(&protocol.SessionTaken{Seq: seq})
+	}
+	return s, err
 }
 
 // session is one connection as the worker sees it.
