@@ -13,9 +13,10 @@ type Accepts uint64
 // The sets, one for each end of each channel; each names the sender.
 var (
 	// The supervisor's end of a TLS worker's channel.
-	WorkerReports = accepts(MsgWorkerReady, MsgSessionTaken, MsgHandshakeDone, MsgSessionFailed, MsgSessionEnd)
+	WorkerReports = accepts(MsgWorkerReady, MsgSessionTaken, MsgHandshakeDone, MsgSessionFailed, MsgSessionEnd,
+		MsgKeyHolderLost)
 	// A TLS worker's end of its channel to the supervisor.
-	SupervisorOrders = accepts(MsgWorkerConfig, MsgSession, MsgProgramExited)
+	SupervisorOrders = accepts(MsgWorkerConfig, MsgSession, MsgProgramExited, MsgKeyChannel)
 	// The key holder's end of its channel to the supervisor.
 	KeyHolderOrders = accepts(MsgKeys, MsgNewWorker, MsgGrant)
 	// The supervisor's end of the key holder's channel.

@@ -20,7 +20,7 @@ var acceptSets = map[string]Accepts{
 // get them.
 func TestAcceptSetsCoverEveryMessage(t *testing.T) {
 	fdReceivers := map[MsgType]string{MsgKeys: "KeyHolderOrders", MsgNewWorker: "KeyHolderOrders",
-		MsgSession: "SupervisorOrders", MsgClientConfig: "ClientOrders"}
+		MsgSession: "SupervisorOrders", MsgKeyChannel: "SupervisorOrders", MsgClientConfig: "ClientOrders"}
 	for _, m := range sampleMessages() {
 		var in []string
 		for name, set := range acceptSets {

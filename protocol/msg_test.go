@@ -30,6 +30,8 @@ func sampleMessages() []Message {
 		&Session{Seq: 0xfffffffe},
 		&SessionEnd{Seq: 9, Code: ExitUsage},
 		&SessionTaken{Seq: 9},
+		&KeyHolderLost{},
+		&KeyChannel{},
 		&ClientConfig{Jail: true, UID: 1000, GID: 1000, Root: "/var/empty", Delayed: true,
 			HandshakeMsec: 26000, IdleMsec: 3600000, ServerName: "mx.example.org", VerifyHost: "mx.example.org",
 			Enforce: true, CAFile: "/etc/ssl/certs/ca.pem", CADir: "/etc/ssl/certs",

@@ -183,6 +183,35 @@ func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
 	}
 }
 
+// newChannel makes a worker's key channel and attaches it: the worker's
+// end, with the ID and key holder it is known by.
+func (k *keyHolder) newChannel() (worker *os.File, id uint32, gen int, err error) {
+	worker, ours, err := protocol.Pair("keyholder")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	id, gen, err = k.attach(ours)
+	ours.Close()
+	if err != nil {
+		worker.Close()
+		return nil, 0, 0, err
+	}
+	return worker, id, gen, nil
+}
+
+// waitGone waits up to d until key holder gen is no longer the running
+// one; false if it still is.
+func (k *keyHolder) waitGone(gen int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for k.current(gen) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // errKeyHolderDown: no key holder ran within restartWait.
 var errKeyHolderDown = errors.New("key holder is not running")
 

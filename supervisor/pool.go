@@ -116,6 +116,27 @@ func (p *workerPool) handOver(seq uint32, files []*os.File) (*pooledWorker, erro
 	return nil, err
 }
 
+// rekey answers a worker's KeyHolderLost: once the worker's key holder
+// is gone (the supervisor may learn it a moment after the worker), the
+// worker gets a channel to the next one, good for one signature. A worker
+// whose key holder still runs after restartWait has asked out of turn.
+func (p *workerPool) rekey(w *pooledWorker) error {
+	kh := p.srv.kh
+	if !kh.waitGone(w.khGen, restartWait) {
+		return &brokeProtocol{"a new key channel while its key holder runs"}
+	}
+	khW, id, gen, err := kh.newChannel()
+	if err != nil {
+		return err
+	}
+	defer khW.Close()
+	if err := w.ch.Send(&protocol.KeyChannel{}, khW); err != nil {
+		return err
+	}
+	w.khID, w.khGen = id, gen
+	return nil
+}
+
 // give hands w the session and waits, at most readyWait, until w says it
 // holds the session's descriptors. An error means w has not taken it
 // (nothing of the session has been touched): w is dead or broken, and
@@ -200,21 +221,14 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	khW, khK, err := protocol.Pair("keyholder")
-	if err != nil {
-		ours.Close()
-		theirs.Close()
-		return nil, err
-	}
-	id, gen, err := s.kh.attach(khK)
-	khK.Close()
+	khW, id, gen, err := s.kh.newChannel()
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
 			Extra: []*os.File{theirs, khW}, Sys: s.tls.startAttr()})
+		khW.Close()
 	}
 	theirs.Close()
-	khW.Close()
 	if err != nil {
 		ours.Close()
 		return nil, err

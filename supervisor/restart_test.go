@@ -128,3 +128,63 @@ func TestHandOverGivesUp(t *testing.T) {
 	h.none(sp.workers, "a fourth worker for the session", 100*time.Millisecond)
 	h.none(sp.programs, "program", 10*time.Millisecond)
 }
+
+// TestWorkerGetsANewKeyChannel: a worker in session whose key channel
+// died with the key holder asks for another and gets one, attached to
+// the new key holder; its session goes on.
+func TestWorkerGetsANewKeyChannel(t *testing.T) {
+	got := make(chan int, 1)
+	var h *harness
+	var kh *fakeProc
+	w := goodWorker
+	w.session.do = func(fs *fakeSession) {
+		kh.Signal(syscall.SIGKILL)
+		if fs.proc.ch.Send(&protocol.KeyHolderLost{}) != nil {
+			return
+		}
+		m, files, err := fs.proc.ch.Recv()
+		if _, ok := m.(*protocol.KeyChannel); !ok || err != nil {
+			t.Errorf("the worker got %T, %v", m, err)
+			return
+		}
+		got <- len(files)
+		closeFiles(files)
+	}
+	sp := spawnerWith(w, programExits(ExitState{}))
+	h = newServer(t, sp, "-v").start()
+	kh = h.next(sp.keyHolders, "key holder")
+	h.dial()
+	fs := h.session()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Errorf("KeyChannel came with %d files", n)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("no KeyChannel; log:\n%s", h.log.String())
+	}
+	next := h.next(sp.keyHolders, "second key holder")
+	h.waitLine(fmt.Sprintf("sslserver: end %d status 0", fs.proc.pid))
+	if n := h.kh.attachedTo(next.pid); n < 1 {
+		t.Errorf("the new key holder got %d workers", n)
+	}
+}
+
+// TestKeyHolderLostOutOfTurn: a worker that asks for a new key channel
+// while its key holder runs is killed once restartWait has passed.
+func TestKeyHolderLostOutOfTurn(t *testing.T) {
+	w := goodWorker
+	w.session.do = func(fs *fakeSession) { fs.proc.ch.Send(&protocol.KeyHolderLost{}); <-fs.proc.killed }
+	sp := spawnerWith(w, programExits(ExitState{}))
+	h := newServer(t, sp, "-v").start()
+	h.dial()
+	fs := h.session()
+	start := time.Now()
+	h.waitLine(fmt.Sprintf("sslserver: warning: TLS worker %d broke the protocol: a new key channel while its key holder runs", fs.proc.pid))
+	if d := time.Since(start); d < restartWait-100*time.Millisecond {
+		t.Errorf("killed after %v, before restartWait", d)
+	}
+	if st := waitDone(t, fs.proc, "worker"); st.Signal != int(syscall.SIGKILL) {
+		t.Errorf("worker ended with %+v", st)
+	}
+}

@@ -52,9 +52,25 @@ func (ss *session) handle(m protocol.Message) bool {
 		return false
 	case *protocol.SessionEnd:
 		return ss.sessionEnd(m)
+	case *protocol.KeyHolderLost:
+		return ss.keyHolderLost()
 	}
 	ss.outOfTurn(fmt.Sprintf("message type %d out of turn", m.Type()))
 	return true
+}
+
+// keyHolderLost gives the worker a channel to the restarted key holder.
+func (ss *session) keyHolderLost() bool {
+	err := ss.srv.pool.rekey(ss.w)
+	var broke *brokeProtocol
+	if errors.As(err, &broke) {
+		ss.outOfTurn(err.Error())
+		return true
+	}
+	if err != nil {
+		ss.srv.log.Warning("unable to give TLS worker %d a new key channel: %v", ss.w.proc.Pid(), err)
+	}
+	return false
 }
 
 func (ss *session) handshakeDone(m *protocol.HandshakeDone) bool {

@@ -39,7 +39,7 @@ const signWait = 10 * time.Second
 type worker struct {
 	cfg   *protocol.WorkerConfig
 	sup   *protocol.Channel
-	kh    *protocol.Channel  // to the key holder, which allows one signature per session
+	kh    *keyLink           // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
 	msgs  chan supMsg        // from readSupervisor
 }
@@ -91,7 +91,7 @@ func newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, kh: kh, msgs: make(chan supMsg)}, nil
+	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, kh: newKeyLink(kh, sup), msgs: make(chan supMsg)}, nil
 }
 
 // start confines the worker, parses its certificates and says it is
@@ -106,7 +106,7 @@ func (w *worker) start() error {
 		if err != nil {
 			return fmt.Errorf("certificate %q: %w", c.Name, err)
 		}
-		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh, timeout: signWait}
+		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh.ch, timeout: signWait, renew: w.kh.renew}
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
 	}
 	go w.readSupervisor()
@@ -114,10 +114,14 @@ func (w *worker) start() error {
 }
 
 // readSupervisor is the channel's only reader; the state machine takes
-// its messages from w.msgs.
+// its messages from w.msgs, the key link its new channels.
 func (w *worker) readSupervisor() {
 	for {
 		m, files, err := w.sup.Recv()
+		if _, ok := m.(*protocol.KeyChannel); ok {
+			w.kh.deliver(files[0])
+			continue
+		}
 		w.msgs <- supMsg{m: m, files: files, err: err}
 		if err != nil {
 			return
