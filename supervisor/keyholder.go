@@ -160,27 +160,49 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 // session. It returns the ID that grants name the worker by and which
 // key holder has it: after a restart the worker's channel leads nowhere.
 // While the key holder is down it waits up to restartWait for the next.
+// A send that fails means the key holder has died and the supervisor
+// does not know it yet: that counts as down too.
 func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
-	deadline := time.NewTimer(restartWait)
-	defer deadline.Stop()
+	deadline := time.Now().Add(restartWait)
 	for {
-		k.mu.Lock()
-		if k.ch != nil {
-			defer k.mu.Unlock()
-			k.last++
-			m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
-			return k.last, k.gen, k.ch.Send(m, f)
+		id, gen, up, err := k.tryAttach(f)
+		if err == nil {
+			return id, gen, nil
 		}
-		up := k.upLocked()
-		k.mu.Unlock()
-		select {
-		case <-up:
-		case <-deadline.C:
-			return 0, 0, errKeyHolderDown
-		case <-k.stop:
+		if up == nil && !k.waitGone(gen, time.Until(deadline)) {
+			return 0, 0, err
+		}
+		if up != nil && !k.waitUp(up, deadline) {
 			return 0, 0, errKeyHolderDown
 		}
 	}
+}
+
+// tryAttach sends NewWorker to the running key holder. When none runs
+// it returns the channel that closes when one does; when the send
+// fails, the key holder's generation.
+func (k *keyHolder) tryAttach(f *os.File) (id uint32, gen int, up chan struct{}, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ch == nil {
+		return 0, 0, k.upLocked(), errKeyHolderDown
+	}
+	k.last++
+	m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
+	return k.last, k.gen, nil, k.ch.Send(m, f)
+}
+
+// waitUp waits for up to close, until deadline or shutdown.
+func (k *keyHolder) waitUp(up chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-up:
+		return true
+	case <-t.C:
+	case <-k.stop:
+	}
+	return false
 }
 
 // newChannel makes a worker's key channel and attaches it: the worker's
