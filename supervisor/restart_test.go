@@ -188,3 +188,40 @@ func TestKeyHolderLostOutOfTurn(t *testing.T) {
 		t.Errorf("worker ended with %+v", st)
 	}
 }
+
+// TestAttachWaitsForAKeyHolderNotYetReaped: a key holder whose channel
+// is gone but which the supervisor has not reaped yet (it dies slowly
+// here) fails the NewWorker send; that counts as down, and the session
+// waits for the next key holder instead of being dropped.
+func TestAttachWaitsForAKeyHolderNotYetReaped(t *testing.T) {
+	sp := spawnerWith(goodWorker, programExits(ExitState{}))
+	h := newServerEnv(t, sp, map[string]string{"SSL_PREFORK": "0"}, "-v")
+	hangUp := make(chan struct{})
+	sp.set(func(s *fakeSpawner) {
+		inner := s.keyHolder
+		var started atomic.Int32
+		s.keyHolder = func(p *fakeProc) ExitState {
+			if started.Add(1) > 1 {
+				return inner(p)
+			}
+			go func() { <-hangUp; p.ch.Close() }()
+			inner(p) // returns once its channel is closed
+			time.Sleep(300 * time.Millisecond)
+			return ExitState{Code: 1}
+		}
+	})
+	h.start()
+	kh := h.next(sp.keyHolders, "key holder")
+	h.worker()
+	h.dial() // the ready worker
+	h.waitLine(fmt.Sprintf("sslserver: end %d status 0", h.session().proc.pid))
+	close(hangUp)
+	time.Sleep(50 * time.Millisecond) // the channel is closed, the process not yet gone
+	h.dial()                          // needs a new worker, attached to the next key holder
+	fs := h.session()
+	h.waitLine(fmt.Sprintf("sslserver: end %d status 0", fs.proc.pid))
+	if strings.Contains(h.log.String(), "dropping connection") {
+		t.Errorf("a session was dropped; log:\n%s", h.log.String())
+	}
+	h.waitLine(fmt.Sprintf("sslserver: warning: key holder %d ended (exit status 1), starting another", kh.pid))
+}
