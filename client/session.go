@@ -365,20 +365,22 @@ func (ss *session) readWorker() {
 }
 
 func (ss *session) handle(m protocol.Message) bool {
+	why := fmt.Sprintf("the TLS process broke the protocol with message type %d", m.Type())
 	switch m := m.(type) {
 	case *protocol.HandshakeDone:
 		if !ss.c.opt.Delayed {
 			break
 		}
-		if _, err := ss.handshakeDone(m); err == nil {
+		_, err := ss.handshakeDone(m)
+		if err == nil {
 			return true
 		}
+		why = err.Error()
 	case *protocol.SessionFailed:
 		ss.fail(m)
 		return false
 	}
-	ss.fail(&protocol.SessionFailed{Code: protocol.ExitTemp,
-		Reason: fmt.Sprintf("the TLS process broke the protocol with message type %d", m.Type())})
+	ss.fail(&protocol.SessionFailed{Code: protocol.ExitTemp, Reason: why})
 	ss.worker.Signal(syscall.SIGKILL)
 	return false
 }
