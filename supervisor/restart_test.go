@@ -134,11 +134,10 @@ func TestHandOverGivesUp(t *testing.T) {
 // the new key holder; its session goes on.
 func TestWorkerGetsANewKeyChannel(t *testing.T) {
 	got := make(chan int, 1)
-	var h *harness
-	var kh *fakeProc
+	khc := make(chan *fakeProc, 1) // the key holder, for the worker to kill
 	w := goodWorker
 	w.session.do = func(fs *fakeSession) {
-		kh.Signal(syscall.SIGKILL)
+		(<-khc).Signal(syscall.SIGKILL)
 		if fs.proc.ch.Send(&protocol.KeyHolderLost{}) != nil {
 			return
 		}
@@ -151,8 +150,8 @@ func TestWorkerGetsANewKeyChannel(t *testing.T) {
 		closeFiles(files)
 	}
 	sp := spawnerWith(w, programExits(ExitState{}))
-	h = newServer(t, sp, "-v").start()
-	kh = h.next(sp.keyHolders, "key holder")
+	h := newServer(t, sp, "-v").start()
+	khc <- h.next(sp.keyHolders, "key holder")
 	h.dial()
 	fs := h.session()
 	select {
