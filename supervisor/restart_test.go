@@ -136,12 +136,16 @@ func TestWorkerGetsANewKeyChannel(t *testing.T) {
 	got := make(chan int, 1)
 	khc := make(chan *fakeProc, 1) // the key holder, for the worker to kill
 	w := goodWorker
+	w.session.waitExited = false // the hook may read the program's exit
 	w.session.do = func(fs *fakeSession) {
 		(<-khc).Signal(syscall.SIGKILL)
 		if fs.proc.ch.Send(&protocol.KeyHolderLost{}) != nil {
 			return
 		}
 		m, files, err := fs.proc.ch.Recv()
+		if _, exited := m.(*protocol.ProgramExited); exited {
+			m, files, err = fs.proc.ch.Recv()
+		}
 		if _, ok := m.(*protocol.KeyChannel); !ok || err != nil {
 			t.Errorf("the worker got %T, %v", m, err)
 			return
