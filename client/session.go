@@ -180,7 +180,7 @@ func (ss *session) startWorker() error {
 		return fmt.Errorf("unable to start the TLS process: %w", err)
 	}
 	ss.worker = p
-	ch, err := protocol.NewChannel(ss.f.chS)
+	ch, err := protocol.NewChannel(ss.f.chS, protocol.ClientReports)
 	ss.f.chS = nil
 	if err != nil {
 		return err
@@ -269,9 +269,9 @@ func (ss *session) fail(f *protocol.SessionFailed) {
 }
 
 // handshakeDone logs the handshake and returns the SSL_* variables of
-// its block. Only SSL_* names are kept: the TLS process has parsed the
-// server's bytes and must not be able to set, say, LD_PRELOAD for the
-// program.
+// its block, which must be a block env.TLS could have made: the TLS
+// process has parsed the server's bytes and must not be able to set,
+// say, LD_PRELOAD or SSL_CERT_FILE for the program.
 func (ss *session) handshakeDone(m *protocol.HandshakeDone) ([]env.Var, error) {
 	ss.mu.Lock()
 	again := ss.handshook
@@ -284,15 +284,16 @@ func (ss *session) handshakeDone(m *protocol.HandshakeDone) ([]env.Var, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the TLS process's report: %w", err)
 	}
-	var vars []env.Var
+	vars := make([]env.Var, len(block))
 	verify := ""
-	for _, v := range block {
-		if strings.HasPrefix(v.Name, "SSL_") {
-			vars = append(vars, env.Var{Name: v.Name, Value: v.Value})
-		}
+	for i, v := range block {
+		vars[i] = env.Var{Name: v.Name, Value: v.Value}
 		if v.Name == "SSL_SERVER_VERIFY" {
 			verify = v.Value
 		}
+	}
+	if err := env.CheckTLS(vars, false); err != nil {
+		return nil, fmt.Errorf("the TLS process's report: %w", err)
 	}
 	ss.c.log.Info("tls %s:%s verify %s", m.Protocol, m.Cipher, verify)
 	if reason, ok := strings.CutPrefix(verify, "FAILED:"); ok {
@@ -367,20 +368,22 @@ func (ss *session) readWorker() {
 }
 
 func (ss *session) handle(m protocol.Message) bool {
+	why := fmt.Sprintf("the TLS process broke the protocol with message type %d", m.Type())
 	switch m := m.(type) {
 	case *protocol.HandshakeDone:
 		if !ss.c.opt.Delayed {
 			break
 		}
-		if _, err := ss.handshakeDone(m); err == nil {
+		_, err := ss.handshakeDone(m)
+		if err == nil {
 			return true
 		}
+		why = err.Error()
 	case *protocol.SessionFailed:
 		ss.fail(m)
 		return false
 	}
-	ss.fail(&protocol.SessionFailed{Code: protocol.ExitTemp,
-		Reason: fmt.Sprintf("the TLS process broke the protocol with message type %d", m.Type())})
+	ss.fail(&protocol.SessionFailed{Code: protocol.ExitTemp, Reason: why})
 	ss.worker.Signal(syscall.SIGKILL)
 	return false
 }

@@ -54,9 +54,10 @@ func opensslTime(t time.Time) string {
 	return t.UTC().Format("Jan _2 15:04:05 2006 GMT")
 }
 
-// sanVars numbers subject alternative names from 0, as mod_ssl does.
+// sanVars numbers subject alternative names from 0, as mod_ssl does,
+// the first maxIndex of each kind.
 func sanVars(l *varList, prefix string, names []string) {
-	for i, n := range names {
+	for i, n := range names[:min(len(names), maxIndex)] {
 		l.add(prefix+strconv.Itoa(i), textValue(n))
 	}
 }

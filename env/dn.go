@@ -99,7 +99,8 @@ func textValue(s string) string {
 }
 
 // attrVars adds mod_ssl's per-attribute variables: the first attribute of
-// a kind as dnName_CN, later ones as dnName_CN_1, dnName_CN_2, ….
+// a kind as dnName_CN, later ones as dnName_CN_1, dnName_CN_2, … up to
+// maxIndex of each kind.
 func attrVars(l *varList, prefix string, names []pkix.AttributeTypeAndValue) {
 	seen := make(map[string]int)
 	for _, a := range names {
@@ -108,11 +109,15 @@ func attrVars(l *varList, prefix string, names []pkix.AttributeTypeAndValue) {
 		if !ok || !isString {
 			continue
 		}
+		n := seen[kind]
+		seen[kind]++
+		if n >= maxIndex {
+			continue
+		}
 		name := prefix + kind
-		if n := seen[kind]; n > 0 {
+		if n > 0 {
 			name = fmt.Sprintf("%s_%d", name, n)
 		}
-		seen[kind]++
 		l.add(name, textValue(s))
 	}
 }

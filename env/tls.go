@@ -140,8 +140,13 @@ func peerLeaf(cs *tls.ConnectionState) *x509.Certificate {
 // escaped, so whatever it holds can go into a NUL-separated block.
 type varList []Var
 
+// A value beyond its bound (maxValue) is left unset too: CheckTLS would
+// refuse the whole report.
 func (l *varList) add(name, value string) {
-	if value != "" {
-		*l = append(*l, Var{name, cleanValue(value)})
+	if value == "" {
+		return
+	}
+	if value = cleanValue(value); len(value) <= maxValue(name) {
+		*l = append(*l, Var{name, value})
 	}
 }

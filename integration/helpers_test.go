@@ -63,6 +63,7 @@ type serverConfig struct {
 	stderr    stderrKind // what sslserver's stderr is; default a pipe
 	wrap      []string   // a command that execs sslserver, as setpriv does
 	selfAs    string     // run this test binary as sslserver, in this role (sandbox_test.go)
+	attacked  bool       // sslserver is this test binary, its workers hostileWorker
 }
 
 // stderrKind is what sslserver's stderr is: the test reads the log from
@@ -111,6 +112,9 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
 	argv := slices.Concat(cfg.wrap, []string{binary(t, cfg.bin)}, serverArgs(cfg))
 	s.cmd = exec.Command(argv[0], argv[1:]...)
+	if cfg.attacked {
+		s.cmd.Path, s.cmd.Args[0] = itestBin, attackedArgv0
+	}
 	s.cmd.Env = serverEnv(t, cfg)
 	if cfg.selfAs != "" {
 		s.cmd.Path = itestBin

@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if code, ok := runConfinedRole(); ok {
 		os.Exit(code)
 	}
+	if code, ok := runUnderAttack(); ok {
+		os.Exit(code)
+	}
 	if role := os.Getenv(roleVar); role != "" {
 		os.Exit(runRole(role))
 	}

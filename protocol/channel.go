@@ -17,9 +17,10 @@ import (
 // SOCK_SEQPACKET socket: one message per datagram, descriptors attached
 // with SCM_RIGHTS.
 type Channel struct {
-	c   *net.UnixConn
-	rc  syscall.RawConn
-	oob []byte // Recv's control buffer; a channel has one reader at a time
+	c      *net.UnixConn
+	rc     syscall.RawConn
+	oob    []byte  // Recv's control buffer; a channel has one reader at a time
+	accept Accepts // the types Recv lets through
 }
 
 // recvBufs holds the datagram buffers of Recv, MaxMsg+1 bytes each. A
@@ -49,8 +50,9 @@ func socketPair(typ int, name string) (*os.File, *os.File, error) {
 	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name), nil
 }
 
-// NewChannel takes over f (which it closes) and returns a Channel on it.
-func NewChannel(f *os.File) (*Channel, error) {
+// NewChannel takes over f (which it closes) and returns a Channel on it
+// that receives the message types in accept and refuses every other.
+func NewChannel(f *os.File, accept Accepts) (*Channel, error) {
 	defer f.Close()
 	c, err := net.FileConn(f)
 	if err != nil {
@@ -66,7 +68,7 @@ func NewChannel(f *os.File) (*Channel, error) {
 		uc.Close()
 		return nil, fmt.Errorf("channel on %s: %w", f.Name(), err)
 	}
-	return &Channel{c: uc, rc: rc, oob: make([]byte, unix.CmsgSpace(MaxKeyFiles*4))}, nil
+	return &Channel{c: uc, rc: rc, oob: make([]byte, unix.CmsgSpace(MaxKeyFiles*4)), accept: accept}, nil
 }
 
 // Send writes m as one datagram with files attached.
@@ -99,9 +101,10 @@ func (ch *Channel) Send(m Message, files ...*os.File) error {
 
 // Recv reads one message; it must not be called from two goroutines at
 // once (the decoded message copies what it keeps, so the buffer is
-// reused). A truncated datagram, an unknown type, a
-// malformed body or the wrong number of descriptors is an error, and any
-// descriptors that came with it are closed. The peer hanging up is io.EOF.
+// reused). A truncated datagram, an unknown type, a type the channel
+// does not accept, a malformed body or the wrong number of descriptors
+// is an error, and any descriptors that came with it are closed. The
+// peer hanging up is io.EOF.
 func (ch *Channel) Recv() (Message, []*os.File, error) {
 	var (
 		bp             *[]byte
@@ -140,7 +143,7 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 		return nil, nil, err // nothing was received: no descriptors to close
 	}
 	files, ferr := parseRights(ch.oob[:oobn])
-	m, err := checkRecv((*bp)[:n], flags, files, ferr)
+	m, err := checkRecv((*bp)[:n], flags, files, ferr, ch.accept)
 	if err != nil {
 		closeAll(files)
 		return nil, nil, err
@@ -148,7 +151,7 @@ func (ch *Channel) Recv() (Message, []*os.File, error) {
 	return m, files, nil
 }
 
-func checkRecv(p []byte, flags int, files []*os.File, ferr error) (Message, error) {
+func checkRecv(p []byte, flags int, files []*os.File, ferr error, accept Accepts) (Message, error) {
 	switch {
 	case ferr != nil:
 		return nil, ferr
@@ -156,6 +159,8 @@ func checkRecv(p []byte, flags int, files []*os.File, ferr error) (Message, erro
 		return nil, errors.New("message truncated")
 	case len(p) == 0 && len(files) == 0:
 		return nil, io.EOF
+	case len(p) > 0 && !accept.Has(MsgType(p[0])):
+		return nil, fmt.Errorf("message type %d not accepted here (%d files closed)", p[0], len(files))
 	}
 	m, err := Decode(p)
 	if err != nil {

@@ -20,7 +20,7 @@ func channelPair(t *testing.T) (*Channel, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := NewChannel(b)
+	ch, err := NewChannel(b, anyType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func channelPair(t *testing.T) (*Channel, *os.File) {
 func channels(t *testing.T) (*Channel, *Channel) {
 	t.Helper()
 	ch, f := channelPair(t)
-	other, err := NewChannel(f)
+	other, err := NewChannel(f, anyType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestNewChannelRefusesNonUnixSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if _, err := NewChannel(r); err == nil {
+	if _, err := NewChannel(r, anyType); err == nil {
 		t.Error("NewChannel accepted a pipe")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -369,7 +369,7 @@ func TestNewChannelRefusesNonUnixSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := countFds(t)
-	if _, err := NewChannel(f); err == nil {
+	if _, err := NewChannel(f, anyType); err == nil {
 		t.Error("NewChannel accepted a TCP socket")
 	}
 	if after := countFds(t); after >= before {

@@ -108,12 +108,12 @@ func TestClientConfigCarriesKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send, err := NewChannel(a)
+	send, err := NewChannel(a, anyType)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer send.Close()
-	recv, err := NewChannel(b)
+	recv, err := NewChannel(b, ClientOrders)
 	if err != nil {
 		t.Fatal(err)
 	}

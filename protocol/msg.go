@@ -11,13 +11,16 @@ type MsgType uint8
 
 const (
 	// supervisor <-> TLS worker
-	MsgWorkerConfig  MsgType = 1 // supervisor -> worker, exactly once, first
-	MsgHandshakeDone MsgType = 2 // worker -> supervisor, at most once
-	MsgSessionFailed MsgType = 3 // worker -> supervisor, at most once, then it exits with Code
-	MsgProgramExited MsgType = 4 // supervisor -> worker, at most once a session
-	MsgWorkerReady   MsgType = 5 // worker -> supervisor, once, when confined
-	MsgSession       MsgType = 6 // supervisor -> worker, when idle; the session's fds ride along
-	MsgSessionEnd    MsgType = 7 // worker -> supervisor, once a session, last
+	MsgWorkerConfig  MsgType = 1  // supervisor -> worker, exactly once, first
+	MsgHandshakeDone MsgType = 2  // worker -> supervisor, at most once
+	MsgSessionFailed MsgType = 3  // worker -> supervisor, at most once, then it exits with Code
+	MsgProgramExited MsgType = 4  // supervisor -> worker, at most once a session
+	MsgWorkerReady   MsgType = 5  // worker -> supervisor, once, when confined
+	MsgSession       MsgType = 6  // supervisor -> worker, when idle; the session's fds ride along
+	MsgSessionEnd    MsgType = 7  // worker -> supervisor, once a session, last
+	MsgSessionTaken  MsgType = 8  // worker -> supervisor, once a session, first
+	MsgKeyHolderLost MsgType = 9  // worker -> supervisor, in a session: its key channel hung up
+	MsgKeyChannel    MsgType = 16 // supervisor -> worker, answering KeyHolderLost; the new channel rides along
 
 	// TLS worker <-> key holder
 	MsgSignRequest MsgType = 10 // worker -> key holder
@@ -108,6 +111,19 @@ type WorkerReady struct {
 // along in the order of the SessionFd* constants.
 type Session struct{ Seq uint32 }
 
+// SessionTaken says the worker holds session Seq's descriptors: until
+// then the supervisor may give the session to another worker, should
+// this one die.
+type SessionTaken struct{ Seq uint32 }
+
+// KeyHolderLost says the worker's channel to the key holder hung up
+// while it needed a signature: the key holder was restarted.
+type KeyHolderLost struct{}
+
+// KeyChannel hands a worker a channel to the new key holder (one fd),
+// good for one signature.
+type KeyChannel struct{}
+
 // SessionEnd closes session Seq with the status the session ends with:
 // 0, or the code of the SessionFailed sent before it.
 type SessionEnd struct {
@@ -171,6 +187,9 @@ func (*ProgramExited) Type() MsgType { return MsgProgramExited }
 func (*WorkerReady) Type() MsgType   { return MsgWorkerReady }
 func (*Session) Type() MsgType       { return MsgSession }
 func (*SessionEnd) Type() MsgType    { return MsgSessionEnd }
+func (*SessionTaken) Type() MsgType  { return MsgSessionTaken }
+func (*KeyHolderLost) Type() MsgType { return MsgKeyHolderLost }
+func (*KeyChannel) Type() MsgType    { return MsgKeyChannel }
 func (*SignRequest) Type() MsgType   { return MsgSignRequest }
 func (*Signature) Type() MsgType     { return MsgSignature }
 func (*SignRefused) Type() MsgType   { return MsgSignRefused }
@@ -197,6 +216,12 @@ func newMessage(t MsgType) (Message, error) {
 		return new(Session), nil
 	case MsgSessionEnd:
 		return new(SessionEnd), nil
+	case MsgSessionTaken:
+		return new(SessionTaken), nil
+	case MsgKeyHolderLost:
+		return new(KeyHolderLost), nil
+	case MsgKeyChannel:
+		return new(KeyChannel), nil
 	case MsgSignRequest:
 		return new(SignRequest), nil
 	case MsgSignature:
@@ -226,7 +251,7 @@ func Files(m Message) int {
 	switch m := m.(type) {
 	case *Keys:
 		return int(m.Count)
-	case *NewWorker:
+	case *NewWorker, *KeyChannel:
 		return 1
 	case *Session:
 		return SessionFiles

@@ -137,6 +137,15 @@ func (m *WorkerReady) decode(d *decoder) {
 func (m *Session) encode(e *encoder) { e.u32(m.Seq) }
 func (m *Session) decode(d *decoder) { m.Seq = d.u32() }
 
+func (*KeyHolderLost) encode(*encoder) {}
+func (*KeyHolderLost) decode(*decoder) {}
+
+func (*KeyChannel) encode(*encoder) {}
+func (*KeyChannel) decode(*decoder) {}
+
+func (m *SessionTaken) encode(e *encoder) { e.u32(m.Seq) }
+func (m *SessionTaken) decode(d *decoder) { m.Seq = d.u32() }
+
 func (m *SessionEnd) encode(e *encoder) {
 	e.u32(m.Seq)
 	e.u8(m.Code)

@@ -122,7 +122,11 @@ func (p *fakeProc) openChannel() error {
 	if p.argv0 != protocol.WorkerArgv0 && p.argv0 != protocol.KeyHolderArgv0 {
 		return nil
 	}
-	ch, err := protocol.NewChannel(p.spec.Extra[0])
+	accept := protocol.SupervisorOrders
+	if p.argv0 == protocol.KeyHolderArgv0 {
+		accept = protocol.KeyHolderOrders
+	}
+	ch, err := protocol.NewChannel(p.spec.Extra[0], accept)
 	if err != nil {
 		return err
 	}
@@ -317,7 +321,10 @@ func programExits(st ExitState) behaviour {
 type workerScript struct {
 	startFail  string // send SessionFailed with this reason instead of WorkerReady
 	unfiltered bool   // say WorkerReady without the seccomp filter
-	session    sessionScript
+	// notReady, when it returns true, has played something else instead
+	// of WorkerReady, and the worker exits.
+	notReady func(p *fakeProc, ch *protocol.Channel) bool
+	session  sessionScript
 }
 
 // sessionScript is what a fake worker does in one session.
@@ -367,6 +374,9 @@ func (w workerScript) run(p *fakeProc, sessions chan<- *fakeSession) ExitState {
 		ch.Send(&protocol.SessionFailed{Code: 111, Reason: w.startFail})
 		return ExitState{Code: 111}
 	}
+	if w.notReady != nil && w.notReady(p, ch) {
+		return ExitState{Code: 111}
+	}
 	if ch.Send(&protocol.WorkerReady{Seccomp: !w.unfiltered}) != nil {
 		return ExitState{Code: 111}
 	}
@@ -396,6 +406,9 @@ func nextSession(p *fakeProc, ch *protocol.Channel) (*fakeSession, bool) {
 		case *protocol.Session:
 			for _, f := range files {
 				p.own(f)
+			}
+			if ch.Send(&protocol.SessionTaken{Seq: m.Seq}) != nil {
+				return nil, false
 			}
 			return &fakeSession{proc: p, seq: m.Seq, files: files, exited: make(chan struct{}), ended: make(chan struct{})}, true
 		}

@@ -21,18 +21,33 @@ const keyHolderWait = 30 * time.Second
 // is refused after this.
 const grantWait = 5 * time.Second
 
+// restartWait is how long a worker being started waits for the key
+// holder while it is down: a restart takes about 0.1 s, and a session
+// that arrives meanwhile waits for it rather than being dropped.
+const restartWait = 2 * time.Second
+
 // keyHolder is the supervisor's handle on the one process that holds the
-// private keys. If it dies, it is started again; sessions that needed it
-// meanwhile fail their handshake.
+// private keys. If it dies, it is started again; workers started
+// meanwhile wait for the new one (restartWait).
 type keyHolder struct {
 	srv  *Server
 	mu   sync.Mutex
 	ch   *protocol.Channel // nil while down
+	up   chan struct{}     // closed while a key holder runs; see upLocked
 	proc Process
 	gone chan struct{} // closed when proc is reaped
 	stop chan struct{}
 	gen  int    // which key holder this is: 1, 2 after a restart, ...
 	last uint32 // the last worker ID given out
+}
+
+// upLocked returns the channel that is closed once a key holder runs,
+// with k.mu held.
+func (k *keyHolder) upLocked() chan struct{} {
+	if k.up == nil {
+		k.up = make(chan struct{})
+	}
+	return k.up
 }
 
 // start runs the key holder and waits until it has loaded every key and
@@ -54,7 +69,7 @@ func (k *keyHolder) start() error {
 		ours.Close()
 		return fmt.Errorf("unable to start key holder: %w", err)
 	}
-	ch, err := protocol.NewChannel(ours)
+	ch, err := protocol.NewChannel(ours, protocol.KeyHolderReports)
 	if err == nil {
 		err = k.load(ch, files)
 	}
@@ -70,6 +85,7 @@ func (k *keyHolder) start() error {
 	k.mu.Lock()
 	k.ch, k.proc, k.gone = ch, proc, gone
 	k.gen++
+	close(k.upLocked())
 	k.mu.Unlock()
 	k.srv.log.Info("keyholder pid %d", proc.Pid())
 	go k.watch(proc, ch, gone)
@@ -116,7 +132,7 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 	st := proc.Wait()
 	close(gone)
 	k.mu.Lock()
-	k.ch = nil
+	k.ch, k.up = nil, make(chan struct{})
 	k.mu.Unlock()
 	ch.Close()
 	select {
@@ -143,16 +159,83 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 // good for one signature; grant allows one more before each further
 // session. It returns the ID that grants name the worker by and which
 // key holder has it: after a restart the worker's channel leads nowhere.
+// While the key holder is down it waits up to restartWait for the next.
+// A send that fails means the key holder has died and the supervisor
+// does not know it yet: that counts as down too.
 func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
+	deadline := time.Now().Add(restartWait)
+	for {
+		id, gen, up, err := k.tryAttach(f)
+		if err == nil {
+			return id, gen, nil
+		}
+		if up == nil && !k.waitGone(gen, time.Until(deadline)) {
+			return 0, 0, err
+		}
+		if up != nil && !k.waitUp(up, deadline) {
+			return 0, 0, errKeyHolderDown
+		}
+	}
+}
+
+// tryAttach sends NewWorker to the running key holder. When none runs
+// it returns the channel that closes when one does; when the send
+// fails, the key holder's generation.
+func (k *keyHolder) tryAttach(f *os.File) (id uint32, gen int, up chan struct{}, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ch == nil {
-		return 0, 0, errors.New("key holder is not running")
+		return 0, 0, k.upLocked(), errKeyHolderDown
 	}
 	k.last++
 	m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
-	return k.last, k.gen, k.ch.Send(m, f)
+	return k.last, k.gen, nil, k.ch.Send(m, f)
 }
+
+// waitUp waits for up to close, until deadline or shutdown.
+func (k *keyHolder) waitUp(up chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-up:
+		return true
+	case <-t.C:
+	case <-k.stop:
+	}
+	return false
+}
+
+// newChannel makes a worker's key channel and attaches it: the worker's
+// end, with the ID and key holder it is known by.
+func (k *keyHolder) newChannel() (worker *os.File, id uint32, gen int, err error) {
+	worker, ours, err := protocol.Pair("keyholder")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	id, gen, err = k.attach(ours)
+	ours.Close()
+	if err != nil {
+		worker.Close()
+		return nil, 0, 0, err
+	}
+	return worker, id, gen, nil
+}
+
+// waitGone waits up to d until key holder gen is no longer the running
+// one; false if it still is.
+func (k *keyHolder) waitGone(gen int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for k.current(gen) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// errKeyHolderDown: no key holder ran within restartWait.
+var errKeyHolderDown = errors.New("key holder is not running")
 
 // grant lets worker id of key holder gen sign once more, for its next
 // session; an error means the worker's key holder is gone.

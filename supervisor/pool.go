@@ -3,9 +3,11 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ucspi-tls/sslserver/protocol"
@@ -89,6 +91,85 @@ func (p *workerPool) get() (*pooledWorker, error) {
 	return p.start()
 }
 
+// handOverTries bounds the workers one session is offered to.
+const handOverTries = 3
+
+// handOver gives session seq and its descriptors to a ready worker. A
+// worker that dies before it is ready, or before it has the session, is
+// replaced by another, up to handOverTries in all; a key holder that is
+// still down after restartWait is not waited for again.
+func (p *workerPool) handOver(seq uint32, files []*os.File) (*pooledWorker, error) {
+	var err error
+	for try := 0; try < handOverTries; try++ {
+		var w *pooledWorker
+		if w, err = p.get(); errors.Is(err, errKeyHolderDown) {
+			return nil, err
+		}
+		if err != nil {
+			continue
+		}
+		if err = w.give(seq, files); err == nil {
+			return w, nil
+		}
+		var broke *brokeProtocol
+		if errors.As(err, &broke) {
+			p.srv.log.Warning("TLS worker %d broke the protocol: %v", w.proc.Pid(), err)
+		}
+		w.kill()
+	}
+	return nil, err
+}
+
+// rekey answers a worker's KeyHolderLost: once the worker's key holder
+// is gone (the supervisor may learn it a moment after the worker), the
+// worker gets a channel to the next one, good for one signature. A worker
+// whose key holder still runs after restartWait has asked out of turn.
+func (p *workerPool) rekey(w *pooledWorker) error {
+	kh := p.srv.kh
+	if !kh.waitGone(w.khGen, restartWait) {
+		return &brokeProtocol{"a new key channel while its key holder runs"}
+	}
+	khW, id, gen, err := kh.newChannel()
+	if err != nil {
+		return err
+	}
+	defer khW.Close()
+	if err := w.ch.Send(&protocol.KeyChannel{}, khW); err != nil {
+		return err
+	}
+	w.khID, w.khGen = id, gen
+	return nil
+}
+
+// give hands w the session and waits, at most readyWait, until w says it
+// holds the session's descriptors. An error means w has not taken it
+// (nothing of the session has been touched): w is dead or broken, and
+// the session may go to another worker.
+func (w *pooledWorker) give(seq uint32, files []*os.File) error {
+	if err := w.ch.Send(&protocol.Session{Seq: seq}, files...); err != nil {
+		return err
+	}
+	w.ch.SetReadDeadline(time.Now().Add(readyWait))
+	defer w.ch.SetReadDeadline(time.Time{})
+	m, _, err := w.ch.Recv()
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("worker %d did not take the session: %w", w.proc.Pid(), err)
+	case err != nil:
+		return &brokeProtocol{err.Error()}
+	}
+	if t, ok := m.(*protocol.SessionTaken); !ok || t.Seq != seq {
+		return &brokeProtocol{fmt.Sprintf("message type %d before it took session %d", m.Type(), seq)}
+	}
+	return nil
+}
+
+// brokeProtocol is a worker's message out of turn, as opposed to its
+// death.
+type brokeProtocol struct{ what string }
+
+func (b *brokeProtocol) Error() string { return b.what }
+
 func (p *workerPool) refillLater() { go p.refill() }
 
 // refill starts workers until target are idle or starting.
@@ -144,21 +225,14 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	khW, khK, err := protocol.Pair("keyholder")
-	if err != nil {
-		ours.Close()
-		theirs.Close()
-		return nil, err
-	}
-	id, gen, err := s.kh.attach(khK)
-	khK.Close()
+	khW, id, gen, err := s.kh.newChannel()
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
 			Extra: []*os.File{theirs, khW, s.tls.rootDir}, Sys: s.tls.startAttr(), Bare: true, Said: s.log.Child("worker")})
+		khW.Close()
 	}
 	theirs.Close()
-	khW.Close()
 	if err != nil {
 		ours.Close()
 		return nil, err
@@ -166,7 +240,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	w := &pooledWorker{proc: proc, khID: id, khGen: gen, gone: make(chan struct{})}
 	p.track(w)
 	go p.reap(w)
-	if w.ch, err = protocol.NewChannel(ours); err == nil {
+	if w.ch, err = protocol.NewChannel(ours, protocol.WorkerReports); err == nil {
 		err = w.configure(s.workerConfig())
 	}
 	if err != nil {

@@ -249,12 +249,12 @@ func endpoints(c *net.TCPConn) env.Endpoints {
 	return env.Endpoints{LocalIP: l.Addr().Unmap(), LocalPort: l.Port(), RemoteIP: r.Addr().Unmap(), RemotePort: r.Port()}
 }
 
-// startWorker hands the session's descriptors to a ready worker; a
-// worker found dead at that moment is replaced by another.
+// startWorker hands the session's descriptors to a ready worker (see
+// workerPool.handOver).
 func (ss *session) startWorker() error {
 	s := ss.srv
 	ss.seq = s.nextSeq()
-	w, err := ss.handOver()
+	w, err := s.pool.handOver(ss.seq, ss.f.worker())
 	closeFiles([]*os.File{ss.f.ctlW, ss.f.inW, ss.f.outR})
 	ss.f.ctlW, ss.f.inW, ss.f.outR = nil, nil, nil
 	if err != nil {
@@ -267,23 +267,6 @@ func (ss *session) startWorker() error {
 	ss.ended = make(chan struct{})
 	go ss.readWorker()
 	return nil
-}
-
-// handOver sends the session to a worker, trying another if the one it
-// got has just died.
-func (ss *session) handOver() (*pooledWorker, error) {
-	var err error
-	for try := 0; try < 3; try++ {
-		var w *pooledWorker
-		if w, err = ss.srv.pool.get(); err != nil {
-			return nil, err
-		}
-		if err = w.ch.Send(&protocol.Session{Seq: ss.seq}, ss.f.worker()...); err == nil {
-			return w, nil
-		}
-		w.kill()
-	}
-	return nil, err
 }
 
 // workerConfig is what every worker is told; setup checks once that it

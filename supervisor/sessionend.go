@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -53,9 +52,25 @@ func (ss *session) handle(m protocol.Message) bool {
 		return false
 	case *protocol.SessionEnd:
 		return ss.sessionEnd(m)
+	case *protocol.KeyHolderLost:
+		return ss.keyHolderLost()
 	}
 	ss.outOfTurn(fmt.Sprintf("message type %d out of turn", m.Type()))
 	return true
+}
+
+// keyHolderLost gives the worker a channel to the restarted key holder.
+func (ss *session) keyHolderLost() bool {
+	err := ss.srv.pool.rekey(ss.w)
+	var broke *brokeProtocol
+	if errors.As(err, &broke) {
+		ss.outOfTurn(err.Error())
+		return true
+	}
+	if err != nil {
+		ss.srv.log.Warning("unable to give TLS worker %d a new key channel: %v", ss.w.proc.Pid(), err)
+	}
+	return false
 }
 
 func (ss *session) handshakeDone(m *protocol.HandshakeDone) bool {
@@ -68,12 +83,12 @@ func (ss *session) handshakeDone(m *protocol.HandshakeDone) bool {
 		return true
 	}
 	ss.srv.log.TLS(ss.w.proc.Pid(), m.Protocol, m.Cipher)
-	vars, err := protocol.DecodeBlock(m.Block)
+	vars, err := tlsVars(m.Block)
 	if err != nil {
 		ss.outOfTurn(err.Error())
 		return true
 	}
-	ss.hsVars <- sslVars(vars)
+	ss.hsVars <- vars
 	return false
 }
 
@@ -93,11 +108,18 @@ func (ss *session) sessionEnd(m *protocol.SessionEnd) bool {
 	return true
 }
 
-// outOfTurn ends a session whose worker broke the protocol.
+// outOfTurn ends a session whose worker broke the protocol. what may
+// quote the worker's bytes; the line keeps the first maxWhat of them.
 func (ss *session) outOfTurn(what string) {
+	if len(what) > maxWhat {
+		what = what[:maxWhat] + "..."
+	}
 	ss.srv.log.Warning("TLS worker %d broke the protocol: %s", ss.w.proc.Pid(), what)
 	ss.w.kill()
 }
+
+// maxWhat bounds the reason in a "broke the protocol" line.
+const maxWhat = 256
 
 // awaitHandshake waits for the worker's handshake (bounded by the
 // handshake deadline and a margin), for -N -s.
@@ -115,17 +137,23 @@ func (ss *session) awaitHandshake() ([]env.Var, bool) {
 	return nil, false
 }
 
-// sslVars keeps only the SSL_* names of a worker's block: a worker is
-// untrusted, and must not be able to set RELAYCLIENT, LD_PRELOAD or
-// TCPREMOTEIP in the program's environment.
-func sslVars(vars []protocol.Var) []env.Var {
-	var out []env.Var
-	for _, v := range vars {
-		if strings.HasPrefix(v.Name, "SSL_") {
-			out = append(out, env.Var{Name: v.Name, Value: v.Value})
-		}
+// tlsVars takes a worker's SSL_* block only if it is one that env.TLS
+// could have made: a worker is untrusted, and must not be able to set
+// SSL_CERT_FILE, RELAYCLIENT, LD_PRELOAD or TCPREMOTEIP in the
+// program's environment, nor hand it values beyond env's bounds.
+func tlsVars(block []byte) ([]env.Var, error) {
+	pvars, err := protocol.DecodeBlock(block)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	vars := make([]env.Var, len(pvars))
+	for i, v := range pvars {
+		vars[i] = env.Var{Name: v.Name, Value: v.Value}
+	}
+	if err := env.CheckTLS(vars, true); err != nil {
+		return nil, fmt.Errorf("handshake report: %w", err)
+	}
+	return vars, nil
 }
 
 // finish waits for the program and the worker's end of the session, and

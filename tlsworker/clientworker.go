@@ -72,7 +72,7 @@ func ClientWorkerMain() int {
 }
 
 func newClientWorker() (*clientWorker, error) {
-	ch, err := protocol.NewChannel(os.NewFile(protocol.ClientWorkerFdParent, "sslclient"))
+	ch, err := protocol.NewChannel(os.NewFile(protocol.ClientWorkerFdParent, "sslclient"), protocol.ClientOrders)
 	if err != nil {
 		return nil, err
 	}

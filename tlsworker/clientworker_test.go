@@ -286,7 +286,7 @@ func startCWProcess(t *testing.T, bin string, pr *cwPeer, cfg *protocol.ClientCo
 	for _, f := range []*os.File{chW, ctlW, inW, outR} {
 		f.Close()
 	}
-	if p.ch, err = protocol.NewChannel(chS); err != nil {
+	if p.ch, err = protocol.NewChannel(chS, protocol.ClientReports); err != nil {
 		t.Fatal(err)
 	}
 	var files []*os.File

@@ -32,7 +32,7 @@ const startupWait = 30 * time.Second
 // exit code.
 func KeyHolderMain() int {
 	f := os.NewFile(protocol.KeyHolderFdSupervisor, "supervisor")
-	sup, err := protocol.NewChannel(f)
+	sup, err := protocol.NewChannel(f, protocol.KeyHolderOrders)
 	if err != nil {
 		return fail(protocol.KeyHolderArgv0, err)
 	}
@@ -148,7 +148,7 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 		}
 		switch m := m.(type) {
 		case *protocol.NewWorker:
-			ch, err := protocol.NewChannel(files[0])
+			ch, err := protocol.NewChannel(files[0], protocol.SignRequests)
 			if err != nil {
 				return fail(protocol.KeyHolderArgv0, err)
 			}
@@ -238,11 +238,7 @@ func (w *workerClient) serve() {
 		if err != nil {
 			return
 		}
-		req, ok := m.(*protocol.SignRequest)
-		if !ok {
-			w.refuse(fmt.Sprintf("message type %d is not a sign request", m.Type()))
-			return
-		}
+		req := m.(*protocol.SignRequest) // the channel accepts nothing else
 		if !w.take() {
 			w.refuse("no more signatures for this session")
 			return

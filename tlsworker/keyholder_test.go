@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,7 @@ func utStartHolder(t *testing.T, signers []crypto.Signer, budget int, wait time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	kh, err := protocol.NewChannel(holderEnd)
+	kh, err := protocol.NewChannel(holderEnd, protocol.SignRequests)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func utStartHolder(t *testing.T, signers []crypto.Signer, budget int, wait time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := protocol.NewChannel(workerEnd)
+	ch, err := protocol.NewChannel(workerEnd, protocol.SignReplies)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestKeyHolderBudgetCounts(t *testing.T) {
 }
 
 // TestKeyHolderRefusesMisfits: requests that decode but do not fit the
-// key, or are not sign requests at all, get SignRefused and a hangup,
+// key get SignRefused and a hangup,
 // though the budget would allow more.
 func TestKeyHolderRefusesMisfits(t *testing.T) {
 	keys := utKeys(t).signers()
@@ -301,8 +302,6 @@ func TestKeyHolderRefusesMisfits(t *testing.T) {
 		{"PSS on ECDSA", utRequest(utECDSA, crypto.SHA256, true, msg), "ECDSA"},
 		// crypto/ed25519 would sign this one as Ed25519ph.
 		{"a hash on Ed25519", utRequest(utEd25519, crypto.SHA512, false, msg), "Ed25519 key asked"},
-		{"a Signature instead of a request", &protocol.Signature{Sig: []byte("forged")}, "not a sign request"},
-		{"a supervisor message", &protocol.WorkerReady{}, "not a sign request"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -333,6 +332,8 @@ func TestKeyHolderHangsUpOnMalformed(t *testing.T) {
 		{"truncated sign request", valid[:len(valid)-1]},
 		{"trailing byte", append(append([]byte{}, valid...), 0)},
 		{"empty datagram", []byte{}},
+		{"a Signature instead of a request", protocol.Encode(&protocol.Signature{Sig: []byte("forged")})},
+		{"a supervisor message", protocol.Encode(&protocol.WorkerReady{})},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -343,6 +344,41 @@ func TestKeyHolderHangsUpOnMalformed(t *testing.T) {
 			h.expectHangup(t)
 		})
 	}
+}
+
+// TestKeyHolderClosesDescriptorsOutOfTurn: a worker that attaches the
+// most descriptors a datagram may carry to a message of a type that
+// carries them (Keys) is hung up on, and the key holder keeps none.
+func TestKeyHolderClosesDescriptorsOutOfTurn(t *testing.T) {
+	h := utStartHolder(t, utKeys(t).signers(), 2, 0)
+	files := make([]*os.File, protocol.MaxKeyFiles)
+	for i := range files {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		files[i] = w
+	}
+	before := utCountFds(t)
+	if err := h.ch.Send(&protocol.Keys{Count: protocol.MaxKeyFiles, UID: 1, GID: 1, Root: "/x"}, files...); err != nil {
+		t.Fatal(err)
+	}
+	closeFiles(files)
+	h.expectHangup(t)
+	// The pipes are closed here; what is left is the key holder's copies.
+	if after := utCountFds(t); after > before-protocol.MaxKeyFiles {
+		t.Fatalf("%d fds before, %d after the key holder refused %d descriptors", before, after, protocol.MaxKeyFiles)
+	}
+}
+
+func utCountFds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 // TestKeyHolderGrants: a worker at the end of its allowance waits, up

@@ -20,6 +20,9 @@ type remoteSigner struct {
 	ch      *protocol.Channel
 	timeout time.Duration
 	mu      sync.Mutex // one request in flight on the channel
+	// renew, if set, replaces a channel that hung up (see keyLink); the
+	// request is then made once more on the new one.
+	renew func(old *protocol.Channel) (*protocol.Channel, error)
 }
 
 func (s *remoteSigner) Public() crypto.PublicKey { return s.pub }
@@ -31,17 +34,31 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ch.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-		return nil, err
+	m, err := s.roundTrip(req)
+	if err != nil && s.renew != nil && hungUp(err) {
+		ch, rerr := s.renew(s.ch)
+		if rerr != nil {
+			return nil, fmt.Errorf("key holder: %w; %v", err, rerr)
+		}
+		s.ch = ch
+		m, err = s.roundTrip(req)
 	}
-	if err := s.ch.Send(req); err != nil {
-		return nil, fmt.Errorf("key holder: %w", err)
-	}
-	m, _, err := s.ch.Recv()
 	if err != nil {
 		return nil, fmt.Errorf("key holder: %w", err)
 	}
 	return signResult(m)
+}
+
+// roundTrip sends req and reads the answer, within s.timeout.
+func (s *remoteSigner) roundTrip(req *protocol.SignRequest) (protocol.Message, error) {
+	if err := s.ch.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+		return nil, err
+	}
+	if err := s.ch.Send(req); err != nil {
+		return nil, err
+	}
+	m, _, err := s.ch.Recv()
+	return m, err
 }
 
 func signRequest(key uint16, digest []byte, opts crypto.SignerOpts) (*protocol.SignRequest, error) {

@@ -74,11 +74,11 @@ func benchChannels(b *testing.B) (*protocol.Channel, *protocol.Channel) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := protocol.NewChannel(fa)
+	a, err := protocol.NewChannel(fa, protocol.SignReplies)
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := protocol.NewChannel(fb)
+	c, err := protocol.NewChannel(fb, protocol.SignRequests)
 	if err != nil {
 		b.Fatal(err)
 	}

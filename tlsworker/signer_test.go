@@ -269,10 +269,10 @@ func utChannels(t *testing.T) (holder, worker *protocol.Channel) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if holder, err = protocol.NewChannel(a); err != nil {
+	if holder, err = protocol.NewChannel(a, protocol.SignRequests); err != nil {
 		t.Fatal(err)
 	}
-	if worker, err = protocol.NewChannel(b); err != nil {
+	if worker, err = protocol.NewChannel(b, protocol.SignReplies); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { holder.Close(); worker.Close() })
@@ -330,7 +330,7 @@ func utSilentHolder(t *testing.T) *protocol.Channel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, err := protocol.NewChannel(a)
+	ch, err := protocol.NewChannel(a, protocol.SignReplies)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestSignerOddReplies(t *testing.T) {
 		want  string
 	}{
 		{"refusal", &protocol.SignRefused{Reason: "because"}, "key holder refused to sign: because"},
-		{"a message out of place", &protocol.WorkerReady{}, "unexpected message"},
+		{"a message out of place", &protocol.WorkerReady{}, "not accepted"},
 		{"hangup", nil, io.EOF.Error()},
 	}
 	for _, c := range cases {

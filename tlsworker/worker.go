@@ -39,7 +39,7 @@ const signWait = 10 * time.Second
 type worker struct {
 	cfg   *protocol.WorkerConfig
 	sup   *protocol.Channel
-	kh    *protocol.Channel  // to the key holder, which allows one signature per session
+	kh    *keyLink           // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
 	msgs  chan supMsg        // from readSupervisor
 	then  func()             // see WorkerMainThen
@@ -87,11 +87,11 @@ func WorkerMainThen(then func()) int {
 }
 
 func newWorker() (*worker, error) {
-	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"))
+	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"), protocol.SupervisorOrders)
 	if err != nil {
 		return nil, err
 	}
-	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"))
+	kh, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdKeyHolder, "keyholder"), protocol.SignReplies)
 	if err != nil {
 		sup.Close()
 		return nil, err
@@ -100,7 +100,7 @@ func newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, kh: kh, msgs: make(chan supMsg)}, nil
+	return &worker{cfg: m.(*protocol.WorkerConfig), sup: sup, kh: newKeyLink(kh, sup), msgs: make(chan supMsg)}, nil
 }
 
 // start confines the worker, parses its certificates and says it is
@@ -122,7 +122,7 @@ func (w *worker) start() error {
 		if err != nil {
 			return fmt.Errorf("certificate %q: %w", c.Name, err)
 		}
-		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh, timeout: signWait}
+		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh.ch, timeout: signWait, renew: w.kh.renew}
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
 	}
 	go w.readSupervisor()
@@ -130,10 +130,14 @@ func (w *worker) start() error {
 }
 
 // readSupervisor is the channel's only reader; the state machine takes
-// its messages from w.msgs.
+// its messages from w.msgs, the key link its new channels.
 func (w *worker) readSupervisor() {
 	for {
 		m, files, err := w.sup.Recv()
+		if _, ok := m.(*protocol.KeyChannel); ok {
+			w.kh.deliver(files[0])
+			continue
+		}
 		w.msgs <- supMsg{m: m, files: files, err: err}
 		if err != nil {
 			return
@@ -176,13 +180,24 @@ func (w *worker) nextSession(last uint32) (*session, error) {
 				return nil, fmt.Errorf("program of session %d exited while idle", m.Seq)
 			}
 		case *protocol.Session:
-			return w.newSession(m.Seq, sm.files)
+			return w.takeSession(m.Seq, sm.files)
 		default:
 			closeFiles(sm.files)
 			return nil, fmt.Errorf("message type %d while idle", m.Type())
 		}
 	}
 	return nil, nil
+}
+
+// takeSession takes over a session's descriptors and tells the
+// supervisor so: until then it may give the session to another worker.
+// If it cannot tell, the supervisor is gone and the worker exits.
+func (w *worker) takeSession(seq uint32, files []*os.File) (*session, error) {
+	s, err := w.newSession(seq, files)
+	if err == nil {
+		err = w.sup.Send(&protocol.SessionTaken{Seq: seq})
+	}
+	return s, err
 }
 
 // session is one connection as the worker sees it.
