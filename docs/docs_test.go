@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/ucspi-tls/sslserver/client"
 	"github.com/ucspi-tls/sslserver/supervisor"
@@ -112,7 +113,7 @@ func githubAnchor(heading string) string {
 		switch {
 		case r == ' ':
 			b.WriteRune('-')
-		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r):
 			b.WriteRune(r)
 		}
 	}
@@ -122,8 +123,9 @@ func githubAnchor(heading string) string {
 // TestAnchorsLikeGitHub pins githubAnchor to anchors GitHub gives.
 func TestAnchorsLikeGitHub(t *testing.T) {
 	for heading, want := range map[string]string{
-		"Why root":                         "why-root",
-		"Not done yet, and residual risks": "not-done-yet-and-residual-risks",
+		"Why root": "why-root",
+		"Supervisor ↔ key holder (key holder fd 3)":       "supervisor--key-holder-key-holder-fd-3",
+		"Not done yet, and residual risks":                "not-done-yet-and-residual-risks",
 		"What `sslrules` refuses that `tcprules` accepts": "what-sslrules-refuses-that-tcprules-accepts",
 		"UCSPI-TLS from the client side (`-y`)":           "ucspi-tls-from-the-client-side--y",
 		"sslserver(8)":                                    "sslserver8",

@@ -79,12 +79,12 @@ func hostileWorker() int {
 			sup.Send(&protocol.SessionTaken{Seq: m.(*protocol.Session).Seq})
 		}
 	}
-	attack(sup, string(plan))
+	playAttack(sup, string(plan))
 	time.Sleep(roleDeadline)
 	return 111
 }
 
-func attack(sup *protocol.Channel, plan string) {
+func playAttack(sup *protocol.Channel, plan string) {
 	if block, ok := hostileBlocks[plan]; ok {
 		sup.Send(&protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte(block)})
 		return
@@ -123,12 +123,12 @@ var attackCases = []attackCase{
 // all is over it holds no more descriptors than before the attacks.
 func TestHostileWorkerReports(t *testing.T) {
 	needRoot(t)
-	setPlan(t, "good")
+	setAttack(t, "good")
 	s := startServer(t, serverConfig{attacked: true, flags: []string{"-s"}, role: "echo", env: []string{"SSL_PREFORK=0"}})
 	s.goodSession(t, "before the attacks")
 	baseline := waitFdsSettle(t, s.pid, -1)
 	for _, c := range attackCases {
-		setPlan(t, c.plan)
+		setAttack(t, c.plan)
 		before := s.countLog(regexp.MustCompile(`^sslserver: end \d+ status 111$`))
 		hostileSession(t, s)
 		m := s.waitLog(t, regexp.MustCompile(`^sslserver: warning: `+c.warning))
@@ -138,7 +138,7 @@ func TestHostileWorkerReports(t *testing.T) {
 		if len(m) > 1 {
 			s.waitCount(t, regexp.MustCompile(`^sslserver: end \d+ status 111$`), before+1)
 		}
-		setPlan(t, "good")
+		setAttack(t, "good")
 		s.goodSession(t, "after "+c.plan)
 	}
 	for _, l := range strings.Split(s.log.text(), "\n") {
@@ -154,7 +154,7 @@ func TestHostileWorkerReports(t *testing.T) {
 	s.waitChildren(t)
 }
 
-func setPlan(t testing.TB, plan string) {
+func setAttack(t testing.TB, plan string) {
 	t.Helper()
 	if err := os.WriteFile(planPath(binDir), []byte(plan), 0o644); err != nil {
 		t.Fatal(err)

@@ -50,19 +50,19 @@ func (r *loadRun) fail(port int, err error) {
 	r.mu.Unlock()
 }
 
-// loadClient runs sessions one after another until n are done in all:
+// echoLoadClient runs sessions one after another until n are done in all:
 // a handshake, a line echoed by cat, and the end.
-func loadClient(s *server, cfg *tls.Config, n int, r *loadRun, wg *sync.WaitGroup) {
+func echoLoadClient(s *server, cfg *tls.Config, n int, r *loadRun, wg *sync.WaitGroup) {
 	defer wg.Done()
 	for !r.stop.Load() && int(r.done.Add(1)) <= n {
-		port, err := loadSession(s.addr, cfg)
+		port, err := echoLoadSession(s.addr, cfg)
 		if err != nil {
 			r.fail(port, err)
 		}
 	}
 }
 
-func loadSession(addr string, cfg *tls.Config) (int, error) {
+func echoLoadSession(addr string, cfg *tls.Config) (int, error) {
 	c, err := net.DialTimeout("tcp", addr, waitTime)
 	if err != nil {
 		return 0, err
@@ -99,7 +99,7 @@ func TestRestartsUnderLoad(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < plan.clients; i++ {
 		wg.Add(1)
-		go loadClient(s, cfg, plan.sessions, &r, &wg)
+		go echoLoadClient(s, cfg, plan.sessions, &r, &wg)
 	}
 	killed := killDuringLoad(t, s, plan, &r)
 	finished := make(chan struct{})
