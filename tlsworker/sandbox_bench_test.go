@@ -21,12 +21,7 @@ const utNoSandboxVar = "TLSWORKER_UT_NOSANDBOX"
 // utNoSandboxVar is set, and prints how long the sandbox took, in
 // nanoseconds.
 func utSandboxTime() {
-	j, err := utParseJail(os.Getenv(utJailVar))
-	if err == nil {
-		err = Confine(j)
-	}
-	if err != nil {
-		fmt.Printf("confine %v\n", err)
+	if !utConfineFromEnv() {
 		return
 	}
 	if os.Getenv(utNoSandboxVar) != "" {

@@ -206,12 +206,7 @@ const (
 // utLandlockChild confines itself, enforces Landlock only, and reports
 // what it can still do: "name errno" lines.
 func utLandlockChild() {
-	j, err := utParseJail(os.Getenv(utJailVar))
-	if err == nil {
-		err = Confine(j)
-	}
-	if err != nil {
-		fmt.Printf("confine %v\n", err)
+	if !utConfineFromEnv() {
 		return
 	}
 	abi, err := restrictLandlock()
@@ -230,6 +225,20 @@ func utLandlockChild() {
 	}
 	pid, _ := strconv.Atoi(os.Getenv(utSleeperVar))
 	utReportErr("kill-neighbour", -1, unix.Kill(pid, 0))
+}
+
+// utConfineFromEnv confines a child into the jail in utJailVar, or
+// prints why it could not ("confine ...") and says so.
+func utConfineFromEnv() bool {
+	j, err := utParseJail(os.Getenv(utJailVar))
+	if err == nil {
+		err = Confine(j)
+	}
+	if err != nil {
+		fmt.Printf("confine %v\n", err)
+		return false
+	}
+	return true
 }
 
 func utReportErr(what string, fd int, err error) {
