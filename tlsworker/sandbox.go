@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/elastic/go-seccomp-bpf"
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/net/bpf"
@@ -98,45 +99,83 @@ func landlockVersion() uint8 {
 // rather than killing the process: a system call that a future Go
 // release starts to use shows as an error in the tests, not as sessions
 // that die. clone3 answers ENOSYS, so that Go falls back to clone, whose
-// flags the filter can read (clone3's are behind a pointer).
+// flags the filter can read (clone3's are behind a pointer). The policy
+// names the default as a bare errno action, which the library answers
+// with EPERM.
 const (
-	retAllow = unix.SECCOMP_RET_ALLOW
-	retEPERM = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
-	retNoSys = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	retAllow = seccomp.ActionAllow
+	retEPERM = seccomp.ActionErrno | seccomp.Action(unix.EPERM)
+	retNoSys = seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)
 )
 
 // allowed is every system call a TLS worker or the key holder makes once
-// confined: the Go runtime's (memory, threads, signals, time, the
-// poller) and input and output on descriptors it already holds, found by
-// running them under a logging filter (see docs/security.md). Nothing
-// here takes a path, makes a socket or a process, or reaches another
-// process. archAllowed adds what one architecture has and another lacks.
-var allowed = []uintptr{
+// confined, by name: the Go runtime's (memory, threads, signals, time,
+// the poller) and input and output on descriptors it already holds,
+// found by running them under a logging filter (see docs/security.md).
+// Nothing here takes a path, makes a socket or a process, or reaches
+// another process. archAllowed adds what one architecture has and
+// another lacks.
+var allowed = []string{
 	// memory
-	unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MADVISE, unix.SYS_MPROTECT, unix.SYS_BRK,
+	"mmap", "munmap", "madvise", "mprotect", "brk",
 	// threads and scheduling
-	unix.SYS_FUTEX, unix.SYS_SCHED_YIELD, unix.SYS_NANOSLEEP, unix.SYS_CLOCK_NANOSLEEP,
-	unix.SYS_GETTID, unix.SYS_GETPID, unix.SYS_EXIT, unix.SYS_EXIT_GROUP,
-	unix.SYS_RESTART_SYSCALL, unix.SYS_SCHED_GETAFFINITY,
+	"futex", "sched_yield", "nanosleep", "clock_nanosleep",
+	"gettid", "getpid", "exit", "exit_group",
+	"restart_syscall", "sched_getaffinity",
 	// signals
-	unix.SYS_RT_SIGACTION, unix.SYS_RT_SIGPROCMASK, unix.SYS_RT_SIGRETURN, unix.SYS_SIGALTSTACK,
+	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
 	// time
-	unix.SYS_CLOCK_GETTIME, unix.SYS_GETTIMEOFDAY,
+	"clock_gettime", "gettimeofday",
 	// the poller
-	unix.SYS_EPOLL_CREATE1, unix.SYS_EPOLL_CTL, unix.SYS_EPOLL_PWAIT, unix.SYS_EPOLL_PWAIT2,
-	unix.SYS_EVENTFD2, unix.SYS_PIPE2,
+	"epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2",
+	"eventfd2", "pipe2",
 	// descriptors already open
-	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_READV, unix.SYS_WRITEV, unix.SYS_PREAD64,
-	unix.SYS_CLOSE, unix.SYS_FCNTL, unix.SYS_DUP, unix.SYS_DUP3, unix.SYS_FSTAT,
-	unix.SYS_RECVFROM, unix.SYS_SENDTO, unix.SYS_RECVMSG, unix.SYS_SENDMSG, unix.SYS_SHUTDOWN,
-	unix.SYS_GETSOCKOPT, unix.SYS_SETSOCKOPT, unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME,
+	"read", "write", "readv", "writev", "pread64",
+	"close", "fcntl", "dup", "dup3", "fstat",
+	"recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown",
+	"getsockopt", "setsockopt", "getsockname", "getpeername",
 	// randomness for TLS
-	unix.SYS_GETRANDOM,
+	"getrandom",
+}
+
+// filter is the program for process pid: cloneGuard, then the program
+// github.com/elastic/go-seccomp-bpf assembles from the allow-list. The
+// library maps the names to the numbers of the architecture the binary
+// is built for, refuses calls made for another architecture (the
+// default answer) and, on x86-64, answers the x32 ABI's numbers
+// (0x40000000 and up) with ENOSYS before any of ours is compared. pid is
+// the only target kill and tgkill may have (Go's runtime preempts its
+// threads with SIGURG and re-raises a crash's signal); clone passes only
+// with CLONE_THREAD, a thread and never a process.
+func filter(pid int) ([]bpf.Instruction, error) {
+	if filterArch == nil {
+		return nil, fmt.Errorf("no seccomp filter for %s", runtime.GOARCH)
+	}
+	self := seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.Equal, Value: uint64(pid)}}
+	thread := seccomp.ArgumentConditions{{Argument: 0, Operation: seccomp.BitsSet, Value: unix.CLONE_THREAD}}
+	policy := seccomp.Policy{
+		DefaultAction: seccomp.ActionErrno,
+		Syscalls: []seccomp.SyscallGroup{
+			{Names: append(slices.Clip(allowed), archAllowed...), Action: retAllow},
+			{Names: []string{"clone3"}, Action: retNoSys},
+			// last, so that a failed argument check falls to the default
+			{NamesWithCondtions: []seccomp.NameWithConditions{
+				{Name: "clone", Conditions: thread},
+				{Name: "kill", Conditions: self},
+				{Name: "tgkill", Conditions: self},
+			}, Action: retAllow},
+		},
+	}
+	prog, err := policy.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	return append(cloneGuard(uint32(filterArch.SyscallNames["clone"])), prog...), nil
 }
 
 // Offsets in the kernel's struct seccomp_data: the call's number, the
 // architecture, and the low and high halves of the first argument
-// (little-endian on every architecture this builds for).
+// (little-endian on every architecture the filter is written for).
 const (
 	offNr     = 0
 	offArch   = 4
@@ -144,121 +183,38 @@ const (
 	offArg0Hi = 20
 )
 
-// filter is the program for process pid, whose number it writes in as
-// the only target kill and tgkill may have (Go's runtime preempts its
-// threads with SIGURG and re-raises a crash's signal); clone passes only
-// with CLONE_THREAD, a thread and never a process. The system calls are
-// compared one after another; the list is short, and the kernel compiles
-// the program.
-func filter(pid int) ([]bpf.RawInstruction, error) {
-	if auditArch == 0 {
-		return nil, fmt.Errorf("no seccomp filter for %s", runtime.GOARCH)
+// cloneGuard refuses clone without CLONE_THREAD before the library's
+// program runs. That program refuses it too, but go-seccomp-bpf v1.6.0,
+// after an argument check fails, compares the argument it loaded, not
+// the call's number, with the calls that follow in the group: clone with
+// flags equal to kill's number (62 on x86-64) would pass as kill(pid)
+// where pid is that number, as sslclient's TLS process's can be. With
+// the guard, clone's check in the library cannot fail, and a failed
+// check on kill or tgkill can only end in the default. It runs before
+// the architecture check; another architecture's call is refused
+// either way.
+func cloneGuard(clone uint32) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offNr, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: clone, SkipTrue: 3},
+		bpf.LoadAbsolute{Off: offArg0Lo, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: unix.CLONE_THREAD, SkipTrue: 1},
+		bpf.RetConstant{Val: uint32(retEPERM)},
 	}
-	var p program
-	p.load(offArch)
-	p.jump(bpf.JumpEqual, auditArch, next, deny)
-	p.load(offNr)
-	if x32Bit != 0 { // the x32 ABI's numbers would pass for others
-		p.jump(bpf.JumpGreaterOrEqual, x32Bit, deny, next)
-	}
-	for _, nr := range append(slices.Clip(allowed), archAllowed...) {
-		p.jump(bpf.JumpEqual, uint32(nr), allow, next)
-	}
-	p.jump(bpf.JumpEqual, unix.SYS_CLONE, cloneFlags, next)
-	p.jump(bpf.JumpEqual, unix.SYS_KILL, selfOnly, next)
-	p.jump(bpf.JumpEqual, unix.SYS_TGKILL, selfOnly, next)
-	p.jump(bpf.JumpEqual, unix.SYS_CLONE3, noSys, deny)
-	p.mark(cloneFlags)
-	p.load(offArg0Lo)
-	p.jump(bpf.JumpBitsSet, unix.CLONE_THREAD, allow, deny)
-	p.mark(selfOnly)
-	p.load(offArg0Hi)
-	p.jump(bpf.JumpEqual, 0, next, deny)
-	p.load(offArg0Lo)
-	p.jump(bpf.JumpEqual, uint32(pid), allow, deny)
-	p.ret(noSys, retNoSys)
-	p.ret(deny, retEPERM)
-	p.ret(allow, retAllow)
-	return p.assemble()
 }
 
-// label names a place in a program; next is the instruction after.
-type label int
-
-const (
-	next label = iota
-	allow
-	deny
-	noSys
-	cloneFlags
-	selfOnly
-)
-
-// program is a classic BPF program whose jumps go to labels, resolved by
-// assemble.
-type program struct {
-	insns  []bpf.Instruction
-	jumps  map[int][2]label // instruction index: its two targets
-	labels map[label]int
-}
-
-func (p *program) load(off uint32) {
-	p.insns = append(p.insns, bpf.LoadAbsolute{Off: off, Size: 4})
-}
-
-func (p *program) jump(cond bpf.JumpTest, val uint32, yes, no label) {
-	if p.jumps == nil {
-		p.jumps = map[int][2]label{}
-	}
-	p.jumps[len(p.insns)] = [2]label{yes, no}
-	p.insns = append(p.insns, bpf.JumpIf{Cond: cond, Val: val})
-}
-
-func (p *program) mark(l label) {
-	if p.labels == nil {
-		p.labels = map[label]int{}
-	}
-	p.labels[l] = len(p.insns)
-}
-
-func (p *program) ret(l label, action uint32) {
-	p.mark(l)
-	p.insns = append(p.insns, bpf.RetConstant{Val: action})
-}
-
-// assemble resolves the jumps: a classic BPF jump goes forward by at
-// most 255 instructions.
-func (p *program) assemble() ([]bpf.RawInstruction, error) {
-	for i, to := range p.jumps {
-		j := p.insns[i].(bpf.JumpIf)
-		var err error
-		if j.SkipTrue, err = p.skip(i, to[0]); err == nil {
-			j.SkipFalse, err = p.skip(i, to[1])
-		}
-		if err != nil {
-			return nil, err
-		}
-		p.insns[i] = j
-	}
-	return bpf.Assemble(p.insns)
-}
-
-func (p *program) skip(from int, to label) (uint8, error) {
-	if to == next {
-		return 0, nil
-	}
-	at, ok := p.labels[to]
-	if !ok || at <= from || at-from-1 > 255 {
-		return 0, fmt.Errorf("seccomp program: no jump from %d to label %d", from, to)
-	}
-	return uint8(at - from - 1), nil
-}
-
-// loadFilter installs the filter on every thread at once (TSYNC). The
-// kernel answers with a thread's id when it cannot synchronise that
-// thread.
+// loadFilter installs the filter on every thread at once (TSYNC). It
+// makes the seccomp call itself rather than through the library's
+// LoadFilter, which would assemble the policy a second time and takes
+// only an errno for failure: with TSYNC the kernel answers with the id
+// of a thread it could not synchronise, and installs nothing. (The
+// no_new_privs the kernel wants first is Confine's.)
 func loadFilter(pid int) error {
-	raw, err := filter(pid)
+	insns, err := filter(pid)
+	if err != nil {
+		return err
+	}
+	raw, err := bpf.Assemble(insns)
 	if err != nil {
 		return err
 	}

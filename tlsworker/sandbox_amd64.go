@@ -1,13 +1,11 @@
 package tlsworker
 
-import "golang.org/x/sys/unix"
+import "github.com/elastic/go-seccomp-bpf/arch"
 
-// The seccomp filter's architecture: its audit number, the bit that marks
-// the x32 ABI's system call numbers (refused), and the calls x86-64 has
-// besides the common list (Go's poller uses epoll_wait here).
-const (
-	auditArch = unix.AUDIT_ARCH_X86_64
-	x32Bit    = 0x40000000
+// The seccomp filter's architecture, whose audit number and system call
+// table go-seccomp-bpf uses, and the calls x86-64 has besides the common
+// list (Go's poller uses epoll_wait here).
+var (
+	filterArch  = arch.X86_64
+	archAllowed = []string{"epoll_wait"}
 )
-
-var archAllowed = []uintptr{unix.SYS_EPOLL_WAIT}

@@ -1,12 +1,10 @@
 package tlsworker
 
-import "golang.org/x/sys/unix"
+import "github.com/elastic/go-seccomp-bpf/arch"
 
 // The seccomp filter's architecture (see sandbox_amd64.go); arm64 has
 // one ABI and nothing beyond the common list.
-const (
-	auditArch = unix.AUDIT_ARCH_AARCH64
-	x32Bit    = 0
+var (
+	filterArch  = arch.AARCH64
+	archAllowed []string
 )
-
-var archAllowed []uintptr

@@ -2,11 +2,12 @@
 
 package tlsworker
 
-// No seccomp filter is written for other architectures: Sandbox fails,
-// and so does every worker's start, with "no seccomp filter for GOARCH".
-const (
-	auditArch = 0
-	x32Bit    = 0
-)
+import "github.com/elastic/go-seccomp-bpf/arch"
 
-var archAllowed []uintptr
+// No allow-list is written for other architectures (their names differ:
+// mmap2, _llseek, ...): Sandbox fails, and so does every worker's start,
+// with "no seccomp filter for GOARCH".
+var (
+	filterArch  *arch.Info
+	archAllowed []string
+)

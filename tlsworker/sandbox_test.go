@@ -13,35 +13,30 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// TestFilterDecides runs the seccomp program in x/net/bpf's interpreter
-// on the kernel's struct seccomp_data, for each kind of decision: the
+// TestFilterDecides runs the seccomp program, as go-seccomp-bpf
+// assembles it and loadFilter loads it, in x/net/bpf's interpreter on
+// the kernel's struct seccomp_data, for each kind of decision: the
 // allow-list, the argument checks on clone, kill and tgkill, clone3's
-// ENOSYS, and EPERM for the rest and for another architecture. The real
-// kernel's answers are TestSandboxRefusesAttacks's (integration).
+// ENOSYS, EPERM for the rest and for another architecture, and ENOSYS
+// for the x32 ABI. The numbers are x/sys/unix's, not the library's
+// tables. The real kernel's answers are TestSandboxRefusesAttacks's
+// (integration).
 func TestFilterDecides(t *testing.T) {
 	const pid = 4242
-	raw, err := filter(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	insns, ok := bpf.Disassemble(raw)
-	if !ok {
-		t.Fatal("the program does not disassemble")
-	}
-	vm, err := bpf.NewVM(insns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := utFilterVM(t, pid)
+	auditArch := uint32(filterArch.ID)
 	cases := []struct {
 		what string
 		arch uint32
 		nr   uintptr
 		arg0 uint64
-		want uint32
+		want seccomp.Action
 	}{
 		{"read", auditArch, unix.SYS_READ, 0, retAllow},
 		{"getrandom", auditArch, unix.SYS_GETRANDOM, 0, retAllow},
@@ -62,22 +57,80 @@ func TestFilterDecides(t *testing.T) {
 		{"read, another architecture", auditArch ^ 1, unix.SYS_READ, 0, retEPERM},
 		{"an unknown number", auditArch, 999, 0, retEPERM},
 	}
-	if x32Bit != 0 {
+	if filterArch == arch.X86_64 { // the x32 ABI's numbers would pass for x86-64's
 		cases = append(cases, struct {
 			what string
 			arch uint32
 			nr   uintptr
 			arg0 uint64
-			want uint32
-		}{"read, x32 ABI", auditArch, unix.SYS_READ | x32Bit, 0, retEPERM})
+			want seccomp.Action
+		}{"read, x32 ABI", auditArch, unix.SYS_READ | x32SyscallBit, 0, retNoSys})
 	}
 	for _, c := range cases {
 		got, err := vm.Run(seccompData(c.arch, c.nr, c.arg0))
-		if err != nil || uint32(got) != c.want {
-			t.Errorf("%s: %#x (%v), want %#x", c.what, got, err, c.want)
+		if err != nil || seccomp.Action(got) != c.want {
+			t.Errorf("%s: %#x (%v), want %#x", c.what, got, err, uint32(c.want))
 		}
 	}
 }
+
+// TestFilterFallThrough plays an attacker against go-seccomp-bpf's
+// argument checks, which, once one fails, compare the loaded argument
+// with the numbers of the calls that follow (see cloneGuard): a process
+// made with clone, its flags equal to the process's pid where that pid
+// is kill's or tgkill's number; kill and tgkill whose first argument's
+// high half is clone's or clone3's number. Each is refused with EPERM,
+// and the process still signals itself.
+func TestFilterFallThrough(t *testing.T) {
+	const pid = 4242
+	for _, own := range []uint64{unix.SYS_KILL, unix.SYS_TGKILL, pid} {
+		vm := utFilterVM(t, int(own))
+		auditArch := uint32(filterArch.ID)
+		cases := []struct {
+			what string
+			nr   uintptr
+			arg0 uint64
+			want seccomp.Action
+		}{
+			{"a process, flags = pid", unix.SYS_CLONE, own, retEPERM},
+			{"a process, flags = clone3", unix.SYS_CLONE, unix.SYS_CLONE3, retEPERM},
+			{"kill, high half clone", unix.SYS_KILL, unix.SYS_CLONE<<32 | unix.CLONE_THREAD, retEPERM},
+			{"kill, high half tgkill", unix.SYS_KILL, unix.SYS_TGKILL<<32 | own, retEPERM},
+			{"kill, high half clone3", unix.SYS_KILL, unix.SYS_CLONE3 << 32, retEPERM},
+			{"kill clone3", unix.SYS_KILL, unix.SYS_CLONE3, retEPERM},
+			{"tgkill, high half clone", unix.SYS_TGKILL, unix.SYS_CLONE<<32 | unix.CLONE_THREAD, retEPERM},
+			{"kill self", unix.SYS_KILL, own, retAllow},
+			{"tgkill self", unix.SYS_TGKILL, own, retAllow},
+		}
+		for _, c := range cases {
+			got, err := vm.Run(seccompData(auditArch, c.nr, c.arg0))
+			if err != nil || seccomp.Action(got) != c.want {
+				t.Errorf("pid %d, %s: %#x (%v), want %#x", own, c.what, got, err, uint32(c.want))
+			}
+		}
+	}
+}
+
+// utFilterVM is x/net/bpf's interpreter loaded with the filter for pid,
+// which must also assemble for the kernel.
+func utFilterVM(t *testing.T, pid int) *bpf.VM {
+	t.Helper()
+	insns, err := filter(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bpf.Assemble(insns); err != nil {
+		t.Fatalf("the program does not assemble: %v", err)
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+// x32SyscallBit marks the x32 ABI's numbers on x86-64.
+const x32SyscallBit = 0x40000000
 
 // seccompData is struct seccomp_data as a filter sees it: nr, arch,
 // instruction pointer, six arguments. The kernel loads each 32-bit word
@@ -153,12 +206,7 @@ const (
 // utLandlockChild confines itself, enforces Landlock only, and reports
 // what it can still do: "name errno" lines.
 func utLandlockChild() {
-	j, err := utParseJail(os.Getenv(utJailVar))
-	if err == nil {
-		err = Confine(j)
-	}
-	if err != nil {
-		fmt.Printf("confine %v\n", err)
+	if !utConfineFromEnv() {
 		return
 	}
 	abi, err := restrictLandlock()
@@ -177,6 +225,20 @@ func utLandlockChild() {
 	}
 	pid, _ := strconv.Atoi(os.Getenv(utSleeperVar))
 	utReportErr("kill-neighbour", -1, unix.Kill(pid, 0))
+}
+
+// utConfineFromEnv confines a child into the jail in utJailVar, or
+// prints why it could not ("confine ...") and says so.
+func utConfineFromEnv() bool {
+	j, err := utParseJail(os.Getenv(utJailVar))
+	if err == nil {
+		err = Confine(j)
+	}
+	if err != nil {
+		fmt.Printf("confine %v\n", err)
+		return false
+	}
+	return true
 }
 
 func utReportErr(what string, fd int, err error) {
