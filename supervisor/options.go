@@ -38,6 +38,7 @@ type Options struct {
 	Passphrase   bool          // -3
 	Prefer       byte          // '4' or '6' or 0
 	Interface    string        // -I
+	ReusePort    bool          // REUSEPORT=1 (environment)
 	Verbosity    Verbosity
 }
 
