@@ -209,10 +209,10 @@ func readProxyHeader(c io.Reader, peek peekFunc, deadline time.Time) (proxyHeade
 }
 
 // errNoBytes: a connection closed (or timed out) before its first byte.
-// A plain TCP health check connects and closes like that, so io.EOF
-// tells the caller to close quietly.
+// A plain TCP health check connects and closes (or resets) like that,
+// so io.EOF tells the caller to close quietly.
 func errNoBytes(err error) error {
-	if err == nil {
+	if err == nil || errors.Is(err, unix.ECONNRESET) {
 		return io.EOF
 	}
 	return err
@@ -261,8 +261,9 @@ func peekConn(c *net.TCPConn) peekFunc {
 // makes the client it names the session's remote end; the proxy's
 // address becomes PROXYREMOTEIP. Connections from other addresses are
 // direct: their bytes are never parsed as a header. False drops the
-// connection: quietly for a health check (LOCAL, or closed before its
-// first byte), with a warning for a missing or malformed header.
+// connection: quietly for a health check (LOCAL, v1 UNKNOWN, a header
+// that names the proxy's own connection, or a close before the first
+// byte), with a warning for a missing or malformed header.
 func (ss *session) takeProxyHeader() bool {
 	s := ss.srv
 	if !s.proxies.trusts(ss.ep.RemoteIP) {
@@ -281,7 +282,9 @@ func (ss *session) takeProxyHeader() bool {
 	case err != nil:
 		s.log.Warning("dropping connection from %s, bad PROXY header: %v", ss.ep.RemoteIP, err)
 		return false
-	case h.local:
+	case h.local, h.client == netip.AddrPortFrom(ss.ep.RemoteIP, ss.ep.RemotePort):
+		// A header naming the very connection it came on is the proxy's
+		// own: v1 has no LOCAL, so haproxy's v1 health checks look so.
 		return false
 	}
 	ss.ep.ProxyIP = ss.ep.RemoteIP
