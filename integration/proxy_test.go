@@ -88,17 +88,23 @@ func freePort(t testing.TB, ip string) int {
 // as a client.
 func waitListening(t testing.TB, addr string, log fmt.Stringer) {
 	t.Helper()
+	if !waitListen(addr) {
+		t.Fatalf("nothing listens on %s after %v:\n%s", addr, waitTime, log)
+	}
+}
+
+// waitListen is waitListening without a test: false after waitTime.
+func waitListen(addr string) bool {
 	ap := netip.MustParseAddrPort(addr)
 	a := ap.Addr().As4()
 	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], ap.Port())
-	deadline := time.Now().Add(waitTime)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(waitTime); time.Now().Before(deadline); {
 		if listensIn("/proc/net/tcp", want) {
-			return
+			return true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("nothing listens on %s after %v:\n%s", addr, waitTime, log)
+	return false
 }
 
 // listensIn: /proc/net/tcp has a socket in state LISTEN (0A) bound to

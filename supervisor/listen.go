@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
 	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
@@ -49,6 +50,29 @@ func parseReusePort(v string) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("%s=%q: want 1 or 0", ReusePortVar, v)
+}
+
+// migrateSysctl makes the kernel (Linux 5.14 and later) hand the
+// connections waiting in a closing listener's accept queue to another
+// socket of its SO_REUSEPORT group; without it they are reset.
+const migrateSysctl = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// warnReusePort says at start what REUSEPORT=1 will not do: hand over
+// the queued connections without tcp_migrate_req, or anything at all
+// under socket activation, where the .socket unit makes the socket.
+func warnReusePort(o *Options, activated bool, log *Log) {
+	switch {
+	case !o.ReusePort:
+	case activated:
+		log.Warning("%s=1 ignored: the socket is inherited (socket activation); set ReusePort= in the .socket unit", ReusePortVar)
+	case !migrating():
+		log.Warning("%s=1 but net.ipv4.tcp_migrate_req is not 1: clients waiting in the accept queue when this sslserver stops will be reset, not handed to the next one", ReusePortVar)
+	}
+}
+
+func migrating() bool {
+	b, err := os.ReadFile(migrateSysctl)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // reuseListen binds through go_reuseport, which sets SO_REUSEADDR and

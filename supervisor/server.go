@@ -181,6 +181,7 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
 	}
 	s.environ = programBase(os.Environ())
+	warnReusePort(opt, inherited != nil, log)
 	ln, err := listener(opt, inherited)
 	if err != nil {
 		s.tls.cleanup()
