@@ -52,7 +52,8 @@ func parseProxyFrom(v string) (proxyTrust, error) {
 	}
 	var t proxyTrust
 	for _, s := range strings.Split(v, ",") {
-		p, err := parseTrusted(strings.TrimSpace(s))
+		s = strings.TrimSpace(s)
+		p, err := parseTrusted(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q is not an address or CIDR prefix", ProxyFromVar, s)
 		}
