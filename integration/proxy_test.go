@@ -126,17 +126,6 @@ func proxyServer(t testing.TB, cfg serverConfig) *server {
 	return startServer(t, cfg)
 }
 
-// dialVia connects to front from src with a deadline; closed at cleanup.
-func dialVia(t testing.TB, front, src string) *net.TCPConn {
-	t.Helper()
-	c, err := dialFromAddr(front, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 var anyWarningLine = regexp.MustCompile(`warning`)
 
 // TestProxyHAProxyEnvironment: through haproxy (v2 and v1), the program,
@@ -194,15 +183,6 @@ func TestProxyHAProxyMaxConIP(t *testing.T) {
 	s.waitLog(t, warn)
 	s.endHeld(t, held)
 	s.endHeld(t, other)
-}
-
-func holdVia(t testing.TB, s *server, front, src string) heldSession {
-	t.Helper()
-	raw := dialVia(t, front, src)
-	conn := s.startTLS(t, raw, nil)
-	h := heldSession{conn: conn, clientPort: localPort(raw), worker: s.sessionPIDFrom(t, src, localPort(raw))}
-	h.prog = readReady(t, conn)
-	return h
 }
 
 // proxyV2 is a v2 PROXY header for a TCP connection from src to dst.

@@ -181,13 +181,16 @@ func TestListenPortInUse(t *testing.T) {
 }
 
 func TestListenerIsCloseOnExec(t *testing.T) {
-	ln := listenOn(t, "127.0.0.1", "0", 20)
+	if !closeOnExec(listenOn(t, "127.0.0.1", "0", 20)) {
+		t.Fatal("the listening socket would leak into every program")
+	}
+}
+
+func closeOnExec(ln *net.TCPListener) bool {
 	rc, _ := ln.SyscallConn()
 	var flags int
 	rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFD, 0) })
-	if flags&unix.FD_CLOEXEC == 0 {
-		t.Fatal("the listening socket would leak into every program")
-	}
+	return flags&unix.FD_CLOEXEC != 0
 }
 
 // TestListenBacklog: with nobody accepting, the kernel completes about
@@ -253,10 +256,7 @@ func TestListenReusePort(t *testing.T) {
 	if n := queuedOn(t, a, 6); n < 2 || n > 3 {
 		t.Errorf("-b 2 with REUSEPORT let %d connections queue, want 2 or 3", n)
 	}
-	rc, _ := a.SyscallConn()
-	var flags int
-	rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFD, 0) })
-	if flags&unix.FD_CLOEXEC == 0 {
+	if !closeOnExec(a) {
 		t.Error("the REUSEPORT socket would leak into every program")
 	}
 	hasIPv6(t)
