@@ -324,3 +324,19 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
+
+// TestProxyStallDoesNotBlock: a trusted connection that sends nothing
+// holds its own -c slot until -T, not the accept loop: a client behind
+// it is served at once.
+func TestProxyStallDoesNotBlock(t *testing.T) {
+	s := proxyServer(t, serverConfig{flags: []string{"-n", "-T", "20"}, program: []string{"/bin/cat"}})
+	stalled := s.dialFrom(t, proxyAddr)
+	s.waitLog(t, regexp.MustCompile(`^sslserver: status: 1/\d+$`))
+	start := time.Now()
+	c := s.dialFrom(t, "127.0.0.3")
+	c.Write([]byte("hi\n"))
+	if got, err := bufio.NewReader(c).ReadString('\n'); got != "hi\n" || time.Since(start) > 5*time.Second {
+		t.Errorf("beside a stalled proxy connection, a client read %q (%v) after %v", got, err, time.Since(start))
+	}
+	stalled.Close()
+}
