@@ -51,7 +51,8 @@ func TestReusePortHandover(t *testing.T) {
 	if migrate == "" {
 		migrate = "1"
 	}
-	nsfd := enterNetNS(t, migrate)
+	nsfd, leave := enterNetNS(t, migrate)
+	defer leave()
 	res := &handoverResult{}
 	// The old server is at its -c limit, held by one session: every
 	// client the kernel gives it waits in its accept queue, which is
@@ -127,26 +128,47 @@ func TestServiceSettingErrors(t *testing.T) {
 
 // enterNetNS moves the test's goroutine, locked to its thread, into a
 // new network namespace with lo up and tcp_migrate_req set; sslserver,
-// started from this thread, inherits it. The thread is never unlocked,
-// so it ends with the test. It returns the namespace for the clients.
-func enterNetNS(t *testing.T, migrate string) int {
+// started from this thread, inherits it. It returns the namespace, for
+// the clients, and leave, which puts the thread back: it may be the main
+// thread, which never ends, and whose namespace is what /proc/net shows
+// every other test.
+func enterNetNS(t *testing.T, migrate string) (int, func()) {
 	t.Helper()
 	runtime.LockOSThread()
+	home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave := func() { leaveNetNS(home) }
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		leave()
 		t.Fatalf("unshare(CLONE_NEWNET): %v", err)
 	}
 	if err := loUp(); err != nil {
+		leave()
 		t.Fatalf("bringing lo up: %v", err)
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_migrate_req", []byte(migrate), 0); err != nil {
+		leave()
 		t.Fatalf("this kernel cannot migrate requests (Linux 5.14 or later): %v", err)
 	}
 	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		leave()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
-	return fd
+	return fd, leave
+}
+
+// leaveNetNS puts the locked thread back into the namespace home and
+// unlocks it; a thread that cannot go back is left locked, so that it
+// ends with its goroutine (or, the main thread, stays out of use).
+func leaveNetNS(home int) {
+	defer unix.Close(home)
+	if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+		runtime.UnlockOSThread()
+	}
 }
 
 func loUp() error {
@@ -171,7 +193,13 @@ func loUp() error {
 // line echoed.
 func handoverClient(s *server, nsfd int, res *handoverResult, stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
-	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	runtime.LockOSThread()
+	home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		res.fail(err)
+		return
+	}
+	defer leaveNetNS(home)
 	if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
 		res.fail(fmt.Errorf("setns: %w", err))
 		return
