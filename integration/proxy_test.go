@@ -340,3 +340,24 @@ func TestProxyStallDoesNotBlock(t *testing.T) {
 	}
 	stalled.Close()
 }
+
+// TestProxyLookupsSeeTheClient: the PTR lookup (-h) asks for the client
+// the header names, never for the proxy, and its answer is the client's
+// SSLREMOTEHOST and the ok line's host.
+func TestProxyLookupsSeeTheClient(t *testing.T) {
+	dns := startDNS(t)
+	dns.ptr("192.0.2.9", "client.example.net")
+	s := proxyServer(t, serverConfig{flags: []string{"-n", "-h"}, env: []string{dns.cacheVar()}, role: "env"})
+	c := s.dialFrom(t, proxyAddr)
+	c.Write(proxyV2(t, "192.0.2.9:4000", "198.51.100.1:25"))
+	out, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading the environment: %v", err)
+	}
+	got := parseEnvDump(t, string(out))
+	checkExact(t, got, map[string]string{"SSLREMOTEHOST": "client.example.net", "SSLREMOTEIP": "192.0.2.9", "PROXYREMOTEIP": proxyAddr})
+	s.waitLog(t, regexp.MustCompile(`^sslserver: ok \d+ \S+ client\.example\.net:192\.0\.2\.9::4000$`))
+	if q := (dnsQ{arpa(netip.MustParseAddr(proxyAddr)), typePTR}); dns.wasAsked(q) {
+		t.Errorf("the DNS server was asked %v, the proxy's name", q)
+	}
+}
