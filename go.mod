@@ -3,10 +3,13 @@ module github.com/ucspi-tls/sslserver
 go 1.26.8
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/cpuguy83/go-md2man/v2 v2.0.7
 	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/hashicorp/go-hclog v1.6.3
+	github.com/kavu/go_reuseport v1.5.0
 	github.com/landlock-lsm/go-landlock v0.11.2
+	github.com/pires/go-proxyproto v0.15.0
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0
 )

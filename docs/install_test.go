@@ -33,6 +33,7 @@ var installed = map[string]fs.FileMode{
 	"usr/local/share/man/man1/sslconnect.1":                              0o644,
 	"usr/local/share/man/man1/https@.1":                                  0o644,
 	"usr/local/lib/systemd/system/sslserver@.service":                    0o644,
+	"usr/local/lib/systemd/system/sslserver@.socket":                     0o644,
 	"usr/local/share/doc/sslserver/installed-files":                      0o644,
 	"usr/local/share/doc/sslserver/README.md":                            0o644,
 	"usr/local/share/doc/sslserver/examples/systemd/smtpd.conf":          0o644,
@@ -164,7 +165,7 @@ func checkExamples(t *testing.T, dest string) {
 	t.Helper()
 	examples := filepath.Join(dest, "usr/local/share/doc/sslserver/examples")
 	unit := filepath.Join(dest, "usr/local/lib/systemd/system/sslserver@.service")
-	paths := []string{unit}
+	paths := []string{unit, filepath.Join(dest, "usr/local/lib/systemd/system/sslserver@.socket")}
 	filepath.WalkDir(examples, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			paths = append(paths, path)
@@ -190,20 +191,27 @@ func checkExamples(t *testing.T, dest string) {
 	}
 }
 
-// verifyUnit runs systemd-analyze verify on an instance of the unit, as
-// installed under a real prefix (it checks that ExecStart exists and the
-// Documentation page opens). A warning fails the test.
+// verifyUnit runs systemd-analyze verify on an instance of the units,
+// the service and the socket with the example drop-in giving its port,
+// as installed under a real prefix (it checks that ExecStart exists and
+// the Documentation page opens). A warning fails the test.
 func verifyUnit(t *testing.T) {
 	t.Helper()
 	analyze := testutil.NeedTool(t, "systemd-analyze")
 	prefix := t.TempDir()
 	runMake(t, "install", "PREFIX="+prefix)
 	units := t.TempDir()
-	unit := filepath.Join(prefix, "lib/systemd/system/sslserver@.service")
-	if err := os.Symlink(unit, filepath.Join(units, "sslserver@smtpd.service")); err != nil {
+	for _, u := range []string{"service", "socket"} {
+		unit := filepath.Join(prefix, "lib/systemd/system/sslserver@."+u)
+		if err := os.Symlink(unit, filepath.Join(units, "sslserver@smtpd."+u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropIn := filepath.Join(prefix, "share/doc/sslserver/examples/systemd/sslserver@smtpd.socket.d")
+	if err := os.Symlink(dropIn, filepath.Join(units, "sslserver@smtpd.socket.d")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(analyze, "verify", filepath.Join(units, "sslserver@smtpd.service"))
+	cmd := exec.Command(analyze, "verify", filepath.Join(units, "sslserver@smtpd.service"), filepath.Join(units, "sslserver@smtpd.socket"))
 	cmd.Env = append(os.Environ(), "MANPATH="+filepath.Join(prefix, "share/man"), "SYSTEMD_LOG_LEVEL=notice")
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)

@@ -76,6 +76,7 @@ var otherConnectionNames = map[string]bool{
 	"SSLCTLFD":      true,
 	"SSLREADFD":     true,
 	"SSLWRITEFD":    true,
+	"PROXYREMOTEIP": true,
 }
 
 // keptSSLNames start with SSL_ but name the trust store the program's own

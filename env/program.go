@@ -18,6 +18,9 @@ type Endpoints struct {
 	RemotePort uint16
 	RemoteHost string // "" = unknown
 	RemoteInfo string // "" = unknown
+	// ProxyIP is the PROXY protocol sender the connection came through,
+	// when the remote values are the client it named; else invalid.
+	ProxyIP netip.Addr
 }
 
 // Options select the optional variable families.
@@ -134,6 +137,7 @@ func standard(e Endpoints, opt Options) []Var {
 	f := fields(e)
 	vars := []Var{{"PROTO", "SSL"}}
 	vars = appendKnown(vars, "SSL", f)
+	vars = appendKnown(vars, "", []field{{"PROXYREMOTEIP", addrString(e.ProxyIP)}})
 	if !opt.TCPVars {
 		return vars
 	}

@@ -103,6 +103,7 @@ func TestProgramRemovesSecretsAndStaleValues(t *testing.T) {
 		"PROTO=TCP6", "TCPREMOTEIP=203.0.113.66", "TCPREMOTEHOST=stale.example", "TCP6REMOTEIP=2001:db8::66",
 		"TCP6INTERFACE=eth9", "TCPREMOTEINFO=mallory", "SSLREMOTEHOST=stale.example", "SSLREMOTEINFO=mallory",
 		"SSLCTLFD=9", "SSLREADFD=10", "SSLWRITEFD=11", "SSLCTL=x", "SSL_CLIENT_S_DN=/CN=stale", "SSL_CIPHER=RC4-MD5",
+		"PROXYREMOTEIP=198.51.100.9",
 	}
 	e := v4Endpoints
 	e.RemoteHost, e.RemoteInfo = "", ""
@@ -114,7 +115,7 @@ func TestProgramRemovesSecretsAndStaleValues(t *testing.T) {
 			t.Errorf("%s: got %q (set: %v) from base %q", name, v, ok, kv)
 		}
 	}
-	for _, name := range []string{"SSLREMOTEHOST", "TCPREMOTEHOST", "SSLREMOTEINFO", "TCPREMOTEINFO", "TCP6REMOTEIP", "TCP6INTERFACE"} {
+	for _, name := range []string{"SSLREMOTEHOST", "TCPREMOTEHOST", "SSLREMOTEINFO", "TCPREMOTEINFO", "TCP6REMOTEIP", "TCP6INTERFACE", "PROXYREMOTEIP"} {
 		expect(t, got, name, "")
 	}
 	expect(t, got, "PROTO", "SSL")
@@ -231,5 +232,18 @@ func TestIsSecret(t *testing.T) {
 		if IsSecret(name) {
 			t.Errorf("IsSecret(%q) = true", name)
 		}
+	}
+}
+
+// TestProgramProxyRemoteIP: a connection that came through a PROXY
+// protocol sender names that sender in PROXYREMOTEIP, once, whatever
+// -e says; the remote variables are the client's.
+func TestProgramProxyRemoteIP(t *testing.T) {
+	for _, tcp := range []bool{true, false} {
+		e := v4Endpoints
+		e.ProxyIP = netip.MustParseAddr("::ffff:10.0.0.5")
+		got := envMap(t, Program([]string{"PROXYREMOTEIP=1.1.1.1"}, e, Options{TCPVars: tcp}, nil, nil))
+		expect(t, got, "PROXYREMOTEIP", "10.0.0.5")
+		expect(t, got, "SSLREMOTEIP", "192.0.2.7")
 	}
 }

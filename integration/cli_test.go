@@ -20,7 +20,7 @@ var helpCases = []struct {
 	prog, arg string
 	mentions  []string
 }{
-	{"sslserver", "--help", []string{"-c n", "-h, -H", "-n, -N", "CERTFILE", "KEYFILE", "SSL_UID", "SSL_PREFORK", "MAXCONIP", "DNSCACHEIP", "--help"}},
+	{"sslserver", "--help", []string{"-c n", "-h, -H", "-n, -N", "CERTFILE", "KEYFILE", "SSL_UID", "SSL_PREFORK", "MAXCONIP", "DNSCACHEIP", "PROXYFROM", "REUSEPORT", "LISTEN_FDS", "NOTIFY_SOCKET", "--help"}},
 	{"sslclient", "--help", []string{"-T x+y", "-h, -H", "-y, -Y", "CAFILE", "CADIR", "CERTFILE", "SSL_CHROOT", "--help"}},
 	{"sslrules", "--help", []string{"rules.tmp", "-h, --help"}},
 	{"sslrules", "-h", []string{"rules.tmp"}},

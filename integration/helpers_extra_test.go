@@ -35,12 +35,30 @@ func dialFromAddr(addr, src string) (*net.TCPConn, error) {
 // dialFrom is dialFromAddr for a test; the connection is closed at cleanup.
 func (s *server) dialFrom(t testing.TB, src string) *net.TCPConn {
 	t.Helper()
-	c, err := dialFromAddr(s.addr, src)
+	return dialVia(t, s.addr, src)
+}
+
+// dialVia connects to addr (sslserver, or a proxy in front of it) from
+// src, with a deadline; the connection is closed at cleanup.
+func dialVia(t testing.TB, front, src string) *net.TCPConn {
+	t.Helper()
+	c, err := dialFromAddr(front, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// holdVia starts a session of s (of the sleep or readyecho role)
+// through addr, s's own or a proxy's, from src, and keeps it open.
+func holdVia(t testing.TB, s *server, front, src string) heldSession {
+	t.Helper()
+	raw := dialVia(t, front, src)
+	conn := s.startTLS(t, raw, nil)
+	h := heldSession{conn: conn, clientPort: localPort(raw), worker: s.sessionPIDFrom(t, src, localPort(raw))}
+	h.prog = readReady(t, conn)
+	return h
 }
 
 // sessionPIDFrom finds the session pid from the "ok" line naming both
@@ -57,11 +75,7 @@ func (s *server) sessionPIDFrom(t testing.TB, src string, clientPort int) int {
 // sleep and readyecho roles) from src and keeps it open.
 func (s *server) holdFrom(t testing.TB, src string) heldSession {
 	t.Helper()
-	raw := s.dialFrom(t, src)
-	conn := s.startTLS(t, raw, nil)
-	h := heldSession{conn: conn, clientPort: localPort(raw), worker: s.sessionPIDFrom(t, src, localPort(raw))}
-	h.prog = readReady(t, conn)
-	return h
+	return holdVia(t, s, s.addr, src)
 }
 
 // readReady reads the "READY pid" line and returns the pid. It reads a

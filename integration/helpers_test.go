@@ -53,6 +53,7 @@ type serverConfig struct {
 	flags     []string   // options, e.g. "-n", "-s"
 	env       []string   // NAME=value for sslserver beyond CERTFILE/KEYFILE
 	host      string     // default 127.0.0.1
+	port      string     // default 0: any free port
 	cert      *testCert  // default a fresh ECDSA certificate
 	keyInCert bool       // CERTFILE holds the key too, KEYFILE is empty
 	role      string     // the program: this test binary in a role...
@@ -79,7 +80,8 @@ const (
 
 // serverOnlyVars are read by sslserver and must never reach the program.
 var serverOnlyVars = []string{"CERTFILE", "KEYFILE", "CERTCHAINFILE", "CAFILE", "CADIR", "CCAFILE",
-	"VERIFYDEPTH", "CIPHERS", "DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP"}
+	"VERIFYDEPTH", "CIPHERS", "DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP",
+	"PROXYFROM", "REUSEPORT", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
 
 // server is a running sslserver started by startServer; test cleanup
 // stops it and kills whatever is left in its process group.
@@ -147,7 +149,11 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 func serverArgs(cfg serverConfig) []string {
 	// -H -l 0: no DNS at all; -v -V: every log line the tests read.
 	args := append([]string{"-1", "-v", "-V", "-H", "-l", "0"}, cfg.flags...)
-	args = append(args, cfg.host, "0")
+	port := cfg.port
+	if port == "" {
+		port = "0"
+	}
+	args = append(args, cfg.host, port)
 	if cfg.program != nil {
 		return append(args, cfg.program...)
 	}

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
+	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +31,102 @@ func Listen(o *Options) (*net.TCPListener, error) {
 	if addr.Is6() && o.Interface != "" {
 		addr = addr.WithZone(o.Interface)
 	}
+	if o.ReusePort {
+		return reuseListen(netip.AddrPortFrom(addr, port), dual, o.Backlog)
+	}
 	return bindListen(netip.AddrPortFrom(addr, port), dual, o.Backlog)
+}
+
+// ReusePortVar set to 1 binds with SO_REUSEPORT, so that a new sslserver
+// can bind the port while this one still serves, and take over.
+const ReusePortVar = "REUSEPORT"
+
+// parseReusePort reads REUSEPORT: "1" on, "" or "0" off.
+func parseReusePort(v string) (bool, error) {
+	switch v {
+	case "", "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s=%q: want 1 or 0", ReusePortVar, v)
+}
+
+// migrateSysctl makes the kernel (Linux 5.14 and later) hand the
+// connections waiting in a closing listener's accept queue to another
+// socket of its SO_REUSEPORT group; without it they are reset.
+const migrateSysctl = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// warnReusePort says at start what REUSEPORT=1 will not do: hand over
+// the queued connections without tcp_migrate_req, or anything at all
+// under socket activation, where the .socket unit makes the socket.
+func warnReusePort(o *Options, activated bool, log *Log) {
+	switch {
+	case !o.ReusePort:
+	case activated:
+		log.Warning("%s=1 ignored: the socket is inherited (socket activation); set ReusePort= in the .socket unit", ReusePortVar)
+	case !migrating():
+		log.Warning("%s=1 but net.ipv4.tcp_migrate_req is not 1: clients waiting in the accept queue when this sslserver stops will be reset, not handed to the next one", ReusePortVar)
+	}
+}
+
+func migrating() bool {
+	b, err := os.ReadFile(migrateSysctl)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// reuseListen binds through go_reuseport, which sets SO_REUSEADDR and
+// SO_REUSEPORT and listens with the kernel's largest backlog; listening
+// again sets -b's. go_reuseport cannot choose dual stack: an IPv6
+// any-address is dual only while net.ipv6.bindv6only is 0, which is
+// checked rather than assumed.
+func reuseListen(ap netip.AddrPort, dual bool, backlog int) (*net.TCPListener, error) {
+	network := "tcp4"
+	if ap.Addr().Is6() {
+		network = "tcp6"
+	}
+	l, err := reuseport.Listen(network, ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("unable to bind %v with SO_REUSEPORT: %w", ap, err)
+	}
+	tl := l.(*net.TCPListener)
+	if err := reuseSettings(tl, dual, backlog); err != nil {
+		tl.Close()
+		return nil, err
+	}
+	return tl, nil
+}
+
+func reuseSettings(l *net.TCPListener, dual bool, backlog int) error {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if serr = unix.Listen(int(fd), backlog); serr != nil {
+			serr = fmt.Errorf("unable to listen: %w", serr)
+			return
+		}
+		if dual {
+			serr = checkDualStack(int(fd))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+func checkDualStack(fd int) error {
+	v6only, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+	if err != nil {
+		return fmt.Errorf("unable to read IPV6_V6ONLY: %w", err)
+	}
+	if v6only != 0 {
+		return fmt.Errorf("%s=1 binds \"::\" as IPv6 only while net.ipv6.bindv6only is 1: bind 0 and :: in two sslservers, or set the sysctl to 0", ReusePortVar)
+	}
+	return nil
 }
 
 func resolvePort(p string) (uint16, error) {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,13 +181,16 @@ func TestListenPortInUse(t *testing.T) {
 }
 
 func TestListenerIsCloseOnExec(t *testing.T) {
-	ln := listenOn(t, "127.0.0.1", "0", 20)
+	if !closeOnExec(listenOn(t, "127.0.0.1", "0", 20)) {
+		t.Fatal("the listening socket would leak into every program")
+	}
+}
+
+func closeOnExec(ln *net.TCPListener) bool {
 	rc, _ := ln.SyscallConn()
 	var flags int
 	rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFD, 0) })
-	if flags&unix.FD_CLOEXEC == 0 {
-		t.Fatal("the listening socket would leak into every program")
-	}
+	return flags&unix.FD_CLOEXEC != 0
 }
 
 // TestListenBacklog: with nobody accepting, the kernel completes about
@@ -206,7 +210,10 @@ func TestListenBacklog(t *testing.T) {
 // queued counts how many of tries connections complete against a
 // listener that never accepts.
 func queued(t *testing.T, backlog, tries int) int {
-	ln := listenOn(t, "127.0.0.1", "0", backlog)
+	return queuedOn(t, listenOn(t, "127.0.0.1", "0", backlog), tries)
+}
+
+func queuedOn(t *testing.T, ln *net.TCPListener, tries int) int {
 	addr := ln.Addr().String()
 	n := 0
 	for i := 0; i < tries; i++ {
@@ -218,4 +225,56 @@ func queued(t *testing.T, backlog, tries int) int {
 		n++
 	}
 	return n
+}
+
+func listenReuse(t *testing.T, host, port string, backlog int) *net.TCPListener {
+	t.Helper()
+	ln, err := Listen(&Options{Host: host, Port: port, Backlog: backlog, ReusePort: true})
+	if err != nil {
+		t.Fatalf("Listen(%q, %q) with REUSEPORT: %v", host, port, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// TestListenReusePort: with REUSEPORT a second listener binds the port
+// of the first (through go_reuseport), one without cannot; -b still sets
+// the backlog (go_reuseport listens with the largest); the socket is
+// close-on-exec, and "::" is dual stack.
+func TestListenReusePort(t *testing.T) {
+	a := listenReuse(t, "127.0.0.1", "0", 2)
+	port := strconv.Itoa(int(boundAddr(a).Port()))
+	b := listenReuse(t, "127.0.0.1", port, 2)
+	if v := sockoptInt(t, b, unix.SOL_SOCKET, unix.SO_REUSEPORT); v != 1 {
+		t.Errorf("SO_REUSEPORT is %d", v)
+	}
+	if ln, err := Listen(&Options{Host: "127.0.0.1", Port: port, Backlog: 20}); err == nil {
+		ln.Close()
+		t.Error("a listener without REUSEPORT bound a REUSEPORT port")
+	}
+	b.Close()
+	if n := queuedOn(t, a, 6); n < 2 || n > 3 {
+		t.Errorf("-b 2 with REUSEPORT let %d connections queue, want 2 or 3", n)
+	}
+	if !closeOnExec(a) {
+		t.Error("the REUSEPORT socket would leak into every program")
+	}
+	hasIPv6(t)
+	d := listenReuse(t, "::", "0", 20)
+	if err := dialVia(t, d, "127.0.0.1"); err != nil {
+		t.Errorf("REUSEPORT on \"::\": IPv4 client cannot connect: %v", err)
+	}
+}
+
+func TestParseReusePort(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "1": true} {
+		if got, err := parseReusePort(v); got != want || err != nil {
+			t.Errorf("parseReusePort(%q) = %v, %v", v, got, err)
+		}
+	}
+	for _, v := range []string{"yes", "true", " 1", "2"} {
+		if _, err := parseReusePort(v); err == nil || !strings.Contains(err.Error(), "REUSEPORT") {
+			t.Errorf("parseReusePort(%q) = %v, want an error naming REUSEPORT", v, err)
+		}
+	}
 }

@@ -38,6 +38,7 @@ type Options struct {
 	Passphrase   bool          // -3
 	Prefer       byte          // '4' or '6' or 0
 	Interface    string        // -I
+	ReusePort    bool          // REUSEPORT=1 (environment)
 	Verbosity    Verbosity
 }
 
@@ -102,6 +103,10 @@ Environment read at start:
   SSL_WORKER_SESSIONS  sessions one worker may serve (1)
   MAXCONIP             sessions at once per client address
   DNSCACHEIP           DNS server for -h, -p and the local name
+  PROXYFROM            proxies (addresses, CIDRs) that must send a PROXY header
+  REUSEPORT            1: bind with SO_REUSEPORT, to hand the port over
+  LISTEN_FDS           with LISTEN_PID: systemd socket activation, serve fd 3
+  NOTIFY_SOCKET        systemd: READY=1 once serving, STOPPING=1 at SIGTERM
   SSLSERVER_LOG        json: log in JSON
   UID, GID             the program's ids with -U
   PATH, TMPDIR         to find program; where the default root is made

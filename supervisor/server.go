@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ type Server struct {
 	pool    *workerPool
 	seq     atomic.Uint32 // session numbers, for the worker protocol
 	environ []string      // the program's base environment
+	proxies proxyTrust    // PROXYFROM
 
 	mu       sync.Mutex
 	active   int
@@ -109,6 +111,7 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		s.kh.shutdown()
 		return protocol.ExitTemp
 	}
+	s.notify(daemonReady)
 	s.serve(ln)
 	return protocol.ExitOK
 }
@@ -145,6 +148,12 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	if s.perIP.limit, err = parseMaxConIP(os.Getenv("MAXCONIP")); err != nil {
 		return nil, nil, err
 	}
+	if s.proxies, err = parseProxyFrom(os.Getenv(ProxyFromVar)); err != nil {
+		return nil, nil, err
+	}
+	if opt.ReusePort, err = parseReusePort(os.Getenv(ReusePortVar)); err != nil {
+		return nil, nil, err
+	}
 	s.slotFree = sync.NewCond(&s.mu)
 	s.kh = &keyHolder{srv: s, stop: make(chan struct{})}
 	if s.tls, err = loadTLS(opt, os.Getenv, os.Environ(), log); err != nil {
@@ -153,6 +162,12 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	if err := s.tls.canExec(exe); err != nil {
 		s.tls.cleanup()
 		return nil, nil, err
+	}
+	inherited := inheritedSockets()
+	if opt.Passphrase && inherited != nil {
+		s.tls.cleanup()
+		closeFiles(inherited)
+		return nil, nil, errors.New("-3 reads the passphrase from fd 3, where socket activation put the listening socket")
 	}
 	if err := s.readPassphrase(); err != nil {
 		s.tls.cleanup()
@@ -166,12 +181,26 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
 	}
 	s.environ = programBase(os.Environ())
-	ln, err := Listen(opt)
+	warnReusePort(opt, inherited != nil, log)
+	ln, err := listener(opt, inherited)
 	if err != nil {
 		s.tls.cleanup()
-		return nil, nil, fmt.Errorf("unable to bind: %w", err)
+		return nil, nil, err
 	}
 	return s, ln, nil
+}
+
+// listener is the inherited socket under socket activation, else host
+// and port bound.
+func listener(opt *Options, inherited []*os.File) (*net.TCPListener, error) {
+	if inherited != nil {
+		return activatedListener(inherited, opt)
+	}
+	ln, err := Listen(opt)
+	if err != nil {
+		return nil, fmt.Errorf("unable to bind: %w", err)
+	}
+	return ln, nil
 }
 
 // nextSeq numbers sessions, never 0.
@@ -232,12 +261,20 @@ func (s *Server) readPassphrase() error {
 	return nil
 }
 
-// programBase is the server's environment less our own settings; the
-// env package removes the TLS settings and secrets.
+// serverOnlyVars are sslserver's own settings that are not secrets (the
+// env package removes those): the log form, the PROXY protocol's trusted
+// senders, SO_REUSEPORT, and what a service manager hands sslserver
+// itself. Socket activation's variables would make a program that knows
+// them look for descriptors it does not have.
+var serverOnlyVars = []string{LogFormatVar, ProxyFromVar, ReusePortVar,
+	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
+
+// programBase is the server's environment less serverOnlyVars.
 func programBase(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
-		if !strings.HasPrefix(kv, LogFormatVar+"=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(serverOnlyVars, name) {
 			out = append(out, kv)
 		}
 	}
@@ -270,6 +307,9 @@ func (s *Server) serve(ln *net.TCPListener) {
 // ignoreHangups logs each SIGHUP and does nothing else: an operator used
 // to daemons that reload on SIGHUP learns that this one does not (yet),
 // and sslserver keeps serving.
+//
+// A reload, when there is one, tells the service manager: daemonReloading
+// before it starts, daemonReady once the new set serves.
 func ignoreHangups(hups <-chan os.Signal, log *Log) {
 	for range hups {
 		log.Warning("SIGHUP ignored: certificate reload is not implemented yet; restart sslserver to load new certificates")
@@ -278,6 +318,7 @@ func ignoreHangups(hups <-chan os.Signal, log *Log) {
 
 func (s *Server) stopOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {
 	<-sigs
+	s.notify(daemonStopping)
 	ln.Close()
 	s.mu.Lock()
 	s.stopping = true

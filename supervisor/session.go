@@ -104,6 +104,10 @@ func (f *sessionFiles) program(delayed bool) (in, out *os.File, extra []*os.File
 func (ss *session) run() {
 	ss.ep = endpoints(ss.conn)
 	ss.setNoDelay()
+	if !ss.takeProxyHeader() {
+		ss.conn.Close()
+		return
+	}
 	if !ss.admitAddress() {
 		ss.conn.Close()
 		return
