@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,14 +36,23 @@ func runUnderAttack() (int, bool) {
 	case protocol.KeyHolderArgv0:
 		return tlsworker.KeyHolderMain(), true
 	case protocol.WorkerArgv0:
-		return hostileWorker(), true
+		exe, _ := os.Executable()
+		plan, err := os.ReadFile(planPath(filepath.Dir(exe), os.Getuid()))
+		if err != nil {
+			return 0, false
+		}
+		return hostileWorker(string(plan)), true
 	}
 	return 0, false
 }
 
 // planPath is the plan file next to itestBin, which a worker knows as
 // its own executable.
-func planPath(dir string) string { return filepath.Join(dir, "hostile-plan") }
+// The plan is per worker uid: workers of other tests' servers, which
+// run this binary too (sandbox_test.go), find no plan of theirs.
+func planPath(dir string, uid int) string {
+	return filepath.Join(dir, fmt.Sprintf("hostile-plan-%d", uid))
+}
 
 // hostileBlocks are SSL_* reports no real worker makes.
 var hostileBlocks = map[string]string{
@@ -56,10 +66,8 @@ var hostileBlocks = map[string]string{
 }
 
 // hostileWorker plays the plan, then waits to be killed.
-func hostileWorker() int {
-	exe, _ := os.Executable()
-	plan, _ := os.ReadFile(planPath(filepath.Dir(exe)))
-	if _, known := hostileBlocks[string(plan)]; !known && !strings.HasPrefix(string(plan), "keys") {
+func hostileWorker(plan string) int {
+	if _, known := hostileBlocks[plan]; !known && !strings.HasPrefix(plan, "keys") {
 		return tlsworker.WorkerMain()
 	}
 	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"), protocol.SupervisorOrders)
@@ -70,7 +78,9 @@ func hostileWorker() int {
 		return 111
 	}
 	if string(plan) != "keys-before-ready" {
-		sup.Send(&protocol.WorkerReady{})
+		// It claims the sandbox a real worker reports: the supervisor
+		// would not give a session to one without it.
+		sup.Send(&protocol.WorkerReady{Seccomp: true})
 		m, _, err := sup.Recv() // the session
 		if err != nil {
 			return 111
@@ -123,12 +133,15 @@ var attackCases = []attackCase{
 // all is over it holds no more descriptors than before the attacks.
 func TestHostileWorkerReports(t *testing.T) {
 	needRoot(t)
-	setAttack(t, "good")
-	s := startServer(t, serverConfig{attacked: true, flags: []string{"-s"}, role: "echo", env: []string{"SSL_PREFORK=0"}})
+	uid := hostileUID(t)
+	id := strconv.Itoa(uid)
+	setAttack(t, uid, "good")
+	s := startServer(t, serverConfig{attacked: true, flags: []string{"-s"}, role: "echo",
+		env: []string{"SSL_UID=" + id, "SSL_GID=" + id, "SSL_PREFORK=0"}})
 	s.goodSession(t, "before the attacks")
 	baseline := waitFdsSettle(t, s.pid, -1)
 	for _, c := range attackCases {
-		setAttack(t, c.plan)
+		setAttack(t, uid, c.plan)
 		before := s.countLog(regexp.MustCompile(`^sslserver: end \d+ status 111$`))
 		hostileSession(t, s)
 		m := s.waitLog(t, regexp.MustCompile(`^sslserver: warning: `+c.warning))
@@ -138,7 +151,7 @@ func TestHostileWorkerReports(t *testing.T) {
 		if len(m) > 1 {
 			s.waitCount(t, regexp.MustCompile(`^sslserver: end \d+ status 111$`), before+1)
 		}
-		setAttack(t, "good")
+		setAttack(t, uid, "good")
 		s.goodSession(t, "after "+c.plan)
 	}
 	for _, l := range strings.Split(s.log.text(), "\n") {
@@ -154,9 +167,11 @@ func TestHostileWorkerReports(t *testing.T) {
 	s.waitChildren(t)
 }
 
-func setAttack(t testing.TB, plan string) {
+func setAttack(t testing.TB, uid int, plan string) {
 	t.Helper()
-	if err := os.WriteFile(planPath(binDir), []byte(plan), 0o644); err != nil {
+	p := planPath(binDir, uid)
+	t.Cleanup(func() { os.Remove(p) })
+	if err := os.WriteFile(p, []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

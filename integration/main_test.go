@@ -26,10 +26,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if code, ok := runConfinedRole(); ok {
+	// A worker with a plan of its uid's is hostile; any other worker of
+	// this binary is the sandbox probe.
+	if code, ok := runUnderAttack(); ok {
 		os.Exit(code)
 	}
-	if code, ok := runUnderAttack(); ok {
+	if code, ok := runConfinedRole(); ok {
 		os.Exit(code)
 	}
 	if role := os.Getenv(roleVar); role != "" {
