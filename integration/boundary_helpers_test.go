@@ -1,7 +1,7 @@
 package integration
 
 // Helpers for the boundary tests: sslserver's stderr as a socket, a file
-// or a terminal, the hostile worker's plan, and descriptor counts.
+// or a terminal, and descriptor counts.
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -135,20 +134,6 @@ func tailLog(f *os.File, b *logBook, exited <-chan struct{}) {
 	}
 }
 
-// setPlan makes the next worker a hostileserver starts with uid a
-// hostile one that carries out steps (see integration/hostileserver);
-// the returned func ends that.
-func setPlan(t testing.TB, uid int, steps ...string) func() {
-	t.Helper()
-	p := filepath.Join(binDir, fmt.Sprintf("plan-%d", uid))
-	if err := os.WriteFile(p, []byte(strings.Join(steps, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	undo := func() { os.Remove(p) }
-	t.Cleanup(undo)
-	return undo
-}
-
 // fdCount is how many descriptors pid has open.
 func fdCount(t testing.TB, pid int) int {
 	t.Helper()
@@ -176,17 +161,14 @@ func settledFDs(t testing.TB, pid int) int {
 	return 0
 }
 
-// hostileUID gives each test with a hostile worker a uid of its own, so
-// that a plan reaches only its own server's workers.
-func hostileUID(t testing.TB) int {
+// fdsDownTo waits, for up to waitTime, until pid has no more than want
+// descriptors open (children just killed have yet to be reaped), and
+// returns the last count.
+func fdsDownTo(t testing.TB, pid, want int) int {
 	t.Helper()
-	hostileUIDs.mu.Lock()
-	defer hostileUIDs.mu.Unlock()
-	hostileUIDs.next++
-	return 47000 + hostileUIDs.next
-}
-
-var hostileUIDs struct {
-	mu   sync.Mutex
-	next int
+	n := fdCount(t, pid)
+	for deadline := time.Now().Add(waitTime); n > want && time.Now().Before(deadline); n = fdCount(t, pid) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return n
 }

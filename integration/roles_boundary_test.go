@@ -55,6 +55,9 @@ func errnoName(err error) string {
 		return "ok"
 	}
 	if e, ok := err.(unix.Errno); ok {
+		if e == 0 {
+			return "ok"
+		}
 		return unix.ErrnoName(e)
 	}
 	return err.Error()
