@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // stderr makes sslserver's stderr of the given kind: r is where the test
@@ -134,24 +136,14 @@ func tailLog(f *os.File, b *logBook, exited <-chan struct{}) {
 	}
 }
 
-// fdCount is how many descriptors pid has open.
-func fdCount(t testing.TB, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatalf("descriptors of %d: %v", pid, err)
-	}
-	return len(entries)
-}
-
 // settledFDs waits until pid's descriptor count holds still for a while
 // (children just reaped have had their pipes closed) and returns it.
 func settledFDs(t testing.TB, pid int) int {
 	t.Helper()
-	n := fdCount(t, pid)
+	n := testutil.FdCount(t, pid)
 	for deadline := time.Now().Add(waitTime); time.Now().Before(deadline); {
 		time.Sleep(1500 * time.Millisecond)
-		m := fdCount(t, pid)
+		m := testutil.FdCount(t, pid)
 		if m == n {
 			return n
 		}
@@ -159,16 +151,4 @@ func settledFDs(t testing.TB, pid int) int {
 	}
 	t.Fatalf("descriptors of %d never settled", pid)
 	return 0
-}
-
-// fdsDownTo waits, for up to waitTime, until pid has no more than want
-// descriptors open (children just killed have yet to be reaped), and
-// returns the last count.
-func fdsDownTo(t testing.TB, pid, want int) int {
-	t.Helper()
-	n := fdCount(t, pid)
-	for deadline := time.Now().Add(waitTime); n > want && time.Now().Before(deadline); n = fdCount(t, pid) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	return n
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // attackCase is one attack and the supervisor's warning about it.
@@ -61,7 +63,7 @@ func TestHostileWorkerReports(t *testing.T) {
 			t.Errorf("a log line of %d bytes: %.100q...", len(l), l)
 		}
 	}
-	n := fdsDownTo(t, s.pid, baseline)
+	n := testutil.FdsDownTo(t, s.pid, baseline, waitTime)
 	t.Logf("supervisor descriptors: %d before the attacks, %d after", baseline, n)
 	if n > baseline {
 		t.Errorf("the supervisor has %d descriptors open after the attacks, %d before", n, baseline)

@@ -1,6 +1,6 @@
 // Package testutil holds the few helpers several packages' tests share:
 // where the tcprules interoperability vectors are, and building a command
-// under test.
+// under test, and counting descriptors.
 package testutil
 
 import (
