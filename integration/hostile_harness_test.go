@@ -44,6 +44,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
 	"github.com/ucspi-tls/sslserver/tlsworker"
@@ -108,7 +109,7 @@ func hostileWorker(plan []string) int {
 // relay) or on other processes' pids, and reports its result.
 func stepAttack(plan []string) int {
 	for _, step := range plan {
-		fmt.Fprintf(os.Stderr, "hostile: %s: %s\n", step, errnoName(doStep(strings.Fields(step))))
+		fmt.Fprintf(os.Stderr, "hostile: %s: %s\n", step, testutil.ErrnoName(doStep(strings.Fields(step))))
 	}
 	fmt.Fprintln(os.Stderr, "hostile: done")
 	return protocol.ExitTemp

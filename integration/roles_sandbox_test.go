@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // probePrefix starts each line sandboxAttack writes.
@@ -28,7 +30,7 @@ type attack struct {
 // supervisor, the worker's parent: it must survive.
 func sandboxAttack() {
 	for _, a := range sbAttacks(unix.Getppid()) {
-		fmt.Fprintf(os.Stderr, "%s%s %s\n", probePrefix, a.name, errnoName(a.try()))
+		fmt.Fprintf(os.Stderr, "%s%s %s\n", probePrefix, a.name, testutil.ErrnoName(a.try()))
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package testutil holds the few helpers several packages' tests share:
-// where the tcprules interoperability vectors are, and building a command
-// under test, and counting descriptors.
+// where the tcprules interoperability vectors are, building a command
+// under test, counting descriptors and naming errnos.
 package testutil
 
 import (
