@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // dialLog is a dialFunc that records its calls and answers from a script:
@@ -122,7 +124,7 @@ func boolInt(b bool) int {
 
 // A real timeout: a listener whose accept queue is full drops the SYN.
 func TestNetDialerTimesOut(t *testing.T) {
-	ap := fullListener(t)
+	ap := testutil.FullQueue(t)
 	d := netDialer{}
 	start := time.Now()
 	_, err := d.dial(ap, 300*time.Millisecond)
@@ -135,34 +137,6 @@ func TestNetDialerTimesOut(t *testing.T) {
 	if got := describeDialError(err, 300*time.Millisecond); got != "timed out after 300ms" {
 		t.Errorf("described as %q", got)
 	}
-}
-
-// fullListener listens with a backlog of 0 on 127.0.0.1, never accepts,
-// and fills its queue; the returned address then answers no SYN.
-func fullListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*syscall.SockaddrInet4).Port))
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", ap.String(), 300*time.Millisecond)
-		if err != nil {
-			return ap
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("the accept queue never filled")
-	return ap
 }
 
 func TestNetDialerRefusedAndLocalAddress(t *testing.T) {

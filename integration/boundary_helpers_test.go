@@ -1,7 +1,7 @@
 package integration
 
 // Helpers for the boundary tests: sslserver's stderr as a socket, a file
-// or a terminal, the hostile worker's plan, and descriptor counts.
+// or a terminal, and descriptor counts.
 
 import (
 	"bufio"
@@ -9,12 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // stderr makes sslserver's stderr of the given kind: r is where the test
@@ -135,38 +136,14 @@ func tailLog(f *os.File, b *logBook, exited <-chan struct{}) {
 	}
 }
 
-// setPlan makes the next worker a hostileserver starts with uid a
-// hostile one that carries out steps (see integration/hostileserver);
-// the returned func ends that.
-func setPlan(t testing.TB, uid int, steps ...string) func() {
-	t.Helper()
-	p := filepath.Join(binDir, fmt.Sprintf("plan-%d", uid))
-	if err := os.WriteFile(p, []byte(strings.Join(steps, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	undo := func() { os.Remove(p) }
-	t.Cleanup(undo)
-	return undo
-}
-
-// fdCount is how many descriptors pid has open.
-func fdCount(t testing.TB, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatalf("descriptors of %d: %v", pid, err)
-	}
-	return len(entries)
-}
-
 // settledFDs waits until pid's descriptor count holds still for a while
 // (children just reaped have had their pipes closed) and returns it.
 func settledFDs(t testing.TB, pid int) int {
 	t.Helper()
-	n := fdCount(t, pid)
+	n := testutil.FdCount(t, pid)
 	for deadline := time.Now().Add(waitTime); time.Now().Before(deadline); {
 		time.Sleep(1500 * time.Millisecond)
-		m := fdCount(t, pid)
+		m := testutil.FdCount(t, pid)
 		if m == n {
 			return n
 		}
@@ -174,19 +151,4 @@ func settledFDs(t testing.TB, pid int) int {
 	}
 	t.Fatalf("descriptors of %d never settled", pid)
 	return 0
-}
-
-// hostileUID gives each test with a hostile worker a uid of its own, so
-// that a plan reaches only its own server's workers.
-func hostileUID(t testing.TB) int {
-	t.Helper()
-	hostileUIDs.mu.Lock()
-	defer hostileUIDs.mu.Unlock()
-	hostileUIDs.next++
-	return 47000 + hostileUIDs.next
-}
-
-var hostileUIDs struct {
-	mu   sync.Mutex
-	next int
 }

@@ -4,7 +4,7 @@ package integration
 // worker, key holder or program can use the supervisor's stderr to stop
 // it, a log file to erase, a terminal to type into, or a pid to signal
 // or trace the key holder or another session's worker. The attackers
-// are real: a hostile worker (integration/hostileserver) started by the
+// are real: a hostile worker (hostile_harness_test.go) started by the
 // supervisor exactly as a real one is, and programs in helper roles.
 
 import (
@@ -16,35 +16,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// hostileServer starts hostileserver with its own worker uid, no idle
-// workers (each session starts its own), and stderr of the given kind.
-func hostileServer(t *testing.T, kind stderrKind, role string, roleEnv ...string) (*server, int) {
-	t.Helper()
-	uid := hostileUID(t)
-	id := strconv.Itoa(uid)
-	s := startServer(t, serverConfig{bin: "hostileserver", stderr: kind, role: role, roleEnv: roleEnv,
-		env: []string{"SSL_UID=" + id, "SSL_GID=" + id, "SSL_PREFORK=0"}})
-	return s, uid
-}
-
-// attackOnce makes the next worker hostile with steps, lets a client
-// start it, and returns the worker's results by step, from the lines it
-// wrote on its stderr as they reached the supervisor's log.
-func (s *server) attackOnce(t *testing.T, uid int, steps ...string) map[string]string {
-	t.Helper()
-	end := setPlan(t, uid, steps...)
-	c := s.dialTCP(t)
-	expectClosed(t, c)
-	done := s.waitLog(t, regexp.MustCompile(`^sslserver: worker (\d+): hostile: done$`))
-	end()
-	results := map[string]string{}
-	re := regexp.MustCompile(`^sslserver: worker ` + done[1] + `: hostile: (.+): (\S+)$`)
-	for _, m := range s.log.matches(re) {
-		results[m[1]] = m[2]
-	}
-	return results
-}
 
 // logAttack is a hostile worker's attack on its fd 2, made while
 // sslserver's stderr is of kind: the step's result in the worker, and

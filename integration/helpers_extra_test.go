@@ -21,9 +21,13 @@ import (
 
 // dialFromAddr connects to addr from the local address src: every
 // address of 127.0.0.0/8 reaches a listener on 127.0.0.1, so one machine
-// can play several clients. The connection gets a waitTime deadline.
+// can play several clients; src "" is any address. The connection gets
+// a waitTime deadline.
 func dialFromAddr(addr, src string) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: waitTime, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	d := net.Dialer{Timeout: waitTime}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s from %s: %w", addr, src, err)

@@ -60,11 +60,10 @@ type serverConfig struct {
 	roleEnv   []string   // ...with these NAME=value
 	program   []string   // or any other program
 	inherit   []*os.File // passed to sslserver as fds 3, 4, ...
-	bin       string     // default "sslserver"; "hostileserver" can have a hostile worker
+	bin       string     // default "sslserver"
 	stderr    stderrKind // what sslserver's stderr is; default a pipe
 	wrap      []string   // a command that execs sslserver, as setpriv does
-	selfAs    string     // run this test binary as sslserver, in this role (sandbox_test.go)
-	attacked  bool       // sslserver is this test binary, its workers hostileWorker
+	hostile   int        // a uid: sslserver is this test binary, its workers of that uid follow setPlan
 }
 
 // stderrKind is what sslserver's stderr is: the test reads the log from
@@ -114,13 +113,9 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	s := &server{t: t, cert: cfg.cert, log: newLogBook(), exited: make(chan struct{})}
 	argv := slices.Concat(cfg.wrap, []string{binary(t, cfg.bin)}, serverArgs(cfg))
 	s.cmd = exec.Command(argv[0], argv[1:]...)
-	if cfg.attacked {
-		s.cmd.Path, s.cmd.Args[0] = itestBin, attackedArgv0
-	}
 	s.cmd.Env = serverEnv(t, cfg)
-	if cfg.selfAs != "" {
-		s.cmd.Path = itestBin
-		s.cmd.Env = append(s.cmd.Env, roleVar+"="+cfg.selfAs)
+	if cfg.hostile != 0 {
+		s.hostile(cfg.hostile)
 	}
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -144,6 +139,14 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	s.port = s.readPort(stdout)
 	s.addr = joinHostPort(cfg.host, s.port)
 	return s
+}
+
+// hostile makes the server the hostile one of hostile_harness_test.go,
+// its workers and key holder of uid.
+func (s *server) hostile(uid int) {
+	id := strconv.Itoa(uid)
+	s.cmd.Path, s.cmd.Args[0] = itestBin, hostileArgv0
+	s.cmd.Env = append(s.cmd.Env, "SSL_UID="+id, "SSL_GID="+id)
 }
 
 func serverArgs(cfg serverConfig) []string {

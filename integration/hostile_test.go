@@ -1,112 +1,19 @@
 package integration
 
-// A hostile TLS worker, as a real process under a real supervisor: the
-// test runs this test binary as sslserver (argv[0] attackedArgv0), so
-// the workers it re-executes through /proc/self/exe are this binary
-// too, with argv[0] sslserver-tlsworker. Such a worker reads the plan
-// file next to the binary when it starts: an attack it names is made on
-// the supervisor; anything else ("good") runs the real worker.
+// Protocol attacks of a hostile worker (hostile_harness_test.go) on a
+// real supervisor.
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ucspi-tls/sslserver/env"
-	"github.com/ucspi-tls/sslserver/protocol"
-	"github.com/ucspi-tls/sslserver/supervisor"
-	"github.com/ucspi-tls/sslserver/tlsworker"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
-
-const attackedArgv0 = "sslserver-under-attack"
-
-// runUnderAttack runs the roles of an attacked sslserver; false when
-// this process is none of them.
-func runUnderAttack() (int, bool) {
-	switch os.Args[0] {
-	case attackedArgv0:
-		return supervisor.Main(os.Args[1:], os.Stdout, os.Stderr), true
-	case protocol.KeyHolderArgv0:
-		return tlsworker.KeyHolderMain(), true
-	case protocol.WorkerArgv0:
-		exe, _ := os.Executable()
-		plan, err := os.ReadFile(planPath(filepath.Dir(exe), os.Getuid()))
-		if err != nil {
-			return 0, false
-		}
-		return hostileWorker(string(plan)), true
-	}
-	return 0, false
-}
-
-// planPath is the plan file next to itestBin, which a worker knows as
-// its own executable.
-// The plan is per worker uid: workers of other tests' servers, which
-// run this binary too (sandbox_test.go), find no plan of theirs.
-func planPath(dir string, uid int) string {
-	return filepath.Join(dir, fmt.Sprintf("hostile-plan-%d", uid))
-}
-
-// hostileBlocks are SSL_* reports no real worker makes.
-var hostileBlocks = map[string]string{
-	"sslcertfile": "SSL_PROTOCOL=TLSv1.3\x00SSL_CERT_FILE=/tmp/evil.pem\x00\x00",
-	"ldpreload":   "LD_PRELOAD=/tmp/evil.so\x00\x00",
-	"equals":      "SSL_=CERT_DIR=/tmp\x00\x00",
-	"nul":         "SSL_CERT\x00_FILE=/tmp/evil.pem\x00\x00",
-	"oversized":   "SSL_CLIENT_S_DN=" + strings.Repeat("a", env.MaxTLSValue+1) + "\x00\x00",
-	"newline":     "SSL_CLIENT_S_DN_CN=a\nRELAYCLIENT=\x00\x00",
-	"toomany":     strings.Repeat("SSL_CLIENT_SAN_DNS_0=x\x00", env.MaxTLSVars+1) + "\x00",
-}
-
-// hostileWorker plays the plan, then waits to be killed.
-func hostileWorker(plan string) int {
-	if _, known := hostileBlocks[plan]; !known && !strings.HasPrefix(plan, "keys") {
-		return tlsworker.WorkerMain()
-	}
-	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"), protocol.SupervisorOrders)
-	if err != nil {
-		return 111
-	}
-	if _, _, err := sup.Recv(); err != nil { // the configuration
-		return 111
-	}
-	if string(plan) != "keys-before-ready" {
-		// It claims the sandbox a real worker reports: the supervisor
-		// would not give a session to one without it.
-		sup.Send(&protocol.WorkerReady{Seccomp: true})
-		m, _, err := sup.Recv() // the session
-		if err != nil {
-			return 111
-		}
-		if string(plan) != "keys-before-taken" {
-			sup.Send(&protocol.SessionTaken{Seq: m.(*protocol.Session).Seq})
-		}
-	}
-	playAttack(sup, string(plan))
-	time.Sleep(roleDeadline)
-	return 111
-}
-
-func playAttack(sup *protocol.Channel, plan string) {
-	if block, ok := hostileBlocks[plan]; ok {
-		sup.Send(&protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte(block)})
-		return
-	}
-	// keys, keys-before-taken, keys-before-ready: the most descriptors a
-	// message carries.
-	files := make([]*os.File, protocol.MaxKeyFiles)
-	for i := range files {
-		files[i], _ = os.Open(os.DevNull)
-	}
-	sup.Send(&protocol.Keys{Count: protocol.MaxKeyFiles, UID: 1, GID: 1, Root: "/x"}, files...)
-}
 
 // attackCase is one attack and the supervisor's warning about it.
 type attackCase struct {
@@ -134,14 +41,11 @@ var attackCases = []attackCase{
 func TestHostileWorkerReports(t *testing.T) {
 	needRoot(t)
 	uid := hostileUID(t)
-	id := strconv.Itoa(uid)
-	setAttack(t, uid, "good")
-	s := startServer(t, serverConfig{attacked: true, flags: []string{"-s"}, role: "echo",
-		env: []string{"SSL_UID=" + id, "SSL_GID=" + id, "SSL_PREFORK=0"}})
+	s := startServer(t, serverConfig{hostile: uid, flags: []string{"-s"}, role: "echo", env: []string{"SSL_PREFORK=0"}})
 	s.goodSession(t, "before the attacks")
-	baseline := waitFdsSettle(t, s.pid, -1)
+	baseline := settledFDs(t, s.pid)
 	for _, c := range attackCases {
-		setAttack(t, uid, c.plan)
+		end := setPlan(t, uid, c.plan)
 		before := s.countLog(regexp.MustCompile(`^sslserver: end \d+ status 111$`))
 		hostileSession(t, s)
 		m := s.waitLog(t, regexp.MustCompile(`^sslserver: warning: `+c.warning))
@@ -151,7 +55,7 @@ func TestHostileWorkerReports(t *testing.T) {
 		if len(m) > 1 {
 			s.waitCount(t, regexp.MustCompile(`^sslserver: end \d+ status 111$`), before+1)
 		}
-		setAttack(t, uid, "good")
+		end()
 		s.goodSession(t, "after "+c.plan)
 	}
 	for _, l := range strings.Split(s.log.text(), "\n") {
@@ -159,21 +63,12 @@ func TestHostileWorkerReports(t *testing.T) {
 			t.Errorf("a log line of %d bytes: %.100q...", len(l), l)
 		}
 	}
-	n := waitFdsSettle(t, s.pid, baseline)
+	n := testutil.FdsDownTo(t, s.pid, baseline, waitTime)
 	t.Logf("supervisor descriptors: %d before the attacks, %d after", baseline, n)
 	if n > baseline {
 		t.Errorf("the supervisor has %d descriptors open after the attacks, %d before", n, baseline)
 	}
 	s.waitChildren(t)
-}
-
-func setAttack(t testing.TB, uid int, plan string) {
-	t.Helper()
-	p := planPath(binDir, uid)
-	t.Cleanup(func() { os.Remove(p) })
-	if err := os.WriteFile(p, []byte(plan), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hostileSession is a client whose handshake a hostile worker never
@@ -188,26 +83,6 @@ func hostileSession(t testing.TB, s *server) {
 	c.SetDeadline(time.Now().Add(waitTime))
 	if err := tls.Client(c, s.clientConfig()).Handshake(); err == nil {
 		t.Error("a hostile worker completed a handshake")
-	}
-}
-
-// waitFdsSettle counts pid's descriptors until the count is at most
-// want (want < 0: until it holds still), for up to waitTime.
-func waitFdsSettle(t testing.TB, pid, want int) int {
-	t.Helper()
-	deadline := time.Now().Add(waitTime)
-	last := -1
-	for {
-		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := len(ents)
-		if want >= 0 && n <= want || want < 0 && n == last || time.Now().After(deadline) {
-			return n
-		}
-		last = n
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

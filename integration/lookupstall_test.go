@@ -90,24 +90,17 @@ func TestLossyDNSUnderLoad(t *testing.T) {
 	}
 	s := startServer(t, serverConfig{flags: []string{"-h", "-b", "64"}, env: []string{dns.cacheVar()},
 		program: []string{"/bin/echo", "ok"}})
+	r := loadRun{addr: s.addr, cfg: s.clientConfig(), n: sessions, timeout: clientTimeout, talk: readsOK}
 	start := time.Now()
-	errs := make(chan error, sessions)
 	var wg sync.WaitGroup
-	for i, ip := range ips {
-		n := sessions / clients
-		if i < sessions%clients {
-			n++
-		}
+	for _, ip := range ips {
 		wg.Add(1)
-		go loadClient(s.addr, ip, s.clientConfig(), n, clientTimeout, errs, &wg)
+		go r.client(ip, &wg)
 	}
 	wg.Wait()
-	close(errs)
-	failed := 0
-	for err := range errs {
-		if failed++; failed <= 5 {
-			t.Error(err)
-		}
+	failed := int(r.failed.Load())
+	for _, f := range r.failures[:min(failed, 5)] {
+		t.Error(f)
 	}
 	t.Logf("%d sessions, %d failed, %d DNS queries lost, in %v", sessions, failed, dns.lostCount(), time.Since(start).Round(time.Millisecond))
 	if failed > 0 {
@@ -119,29 +112,11 @@ func TestLossyDNSUnderLoad(t *testing.T) {
 	s.waitCount(t, regexp.MustCompile(`^sslserver: end \d+ status 0$`), sessions)
 }
 
-// loadClient runs n sessions one after another from ip, each within
-// timeout: a handshake, then the program's "ok" and the end.
-func loadClient(addr, ip string, cfg *tls.Config, n int, timeout time.Duration, errs chan<- error, wg *sync.WaitGroup) {
-	defer wg.Done()
-	for range n {
-		if err := loadSession(addr, ip, cfg, timeout); err != nil {
-			errs <- err
-		}
-	}
-}
-
-func loadSession(addr, ip string, cfg *tls.Config, timeout time.Duration) error {
-	start := time.Now()
-	raw, err := dialFromAddr(addr, ip)
-	if err != nil {
-		return err
-	}
-	defer raw.Close()
-	raw.SetDeadline(start.Add(timeout))
-	tc := tls.Client(raw, cfg)
+// readsOK: the program's "ok" and the end.
+func readsOK(tc *tls.Conn) error {
 	out, err := io.ReadAll(tc)
 	if err != nil || string(out) != "ok\n" {
-		return fmt.Errorf("session from %s:%d after %v: read %q, %v", ip, localPort(raw), time.Since(start).Round(time.Millisecond), out, err)
+		return fmt.Errorf("read %q, %v", out, err)
 	}
 	return nil
 }

@@ -26,12 +26,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	// A worker with a plan of its uid's is hostile; any other worker of
-	// this binary is the sandbox probe.
-	if code, ok := runUnderAttack(); ok {
-		os.Exit(code)
-	}
-	if code, ok := runConfinedRole(); ok {
+	if code, ok := runHostile(); ok {
 		os.Exit(code)
 	}
 	if role := os.Getenv(roleVar); role != "" {
@@ -69,11 +64,6 @@ func prepareBinaries(dir string) error {
 		return err
 	}
 	buildErrs = buildAll(root, dir)
-	// sslserver with a worker that can play a compromised one, for the
-	// boundary tests.
-	if out, err := goBuild(root, dir, "./integration/hostileserver"); err != nil {
-		buildErrs["hostileserver"] = fmt.Errorf("go build ./integration/hostileserver: %w\n%s", err, out)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err

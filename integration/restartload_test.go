@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,53 +34,65 @@ func restartPlan() loadPlan {
 	return loadPlan{sessions: 2000, clients: 16, keyHolderAt: 300, workersAt: []int{500, 700, 900, 1100}, budget: 45 * time.Second}
 }
 
-// loadRun counts what the clients saw.
+// loadRun is clients that run sessions back to back, n in all, and what
+// they saw.
 type loadRun struct {
+	addr         string
+	cfg          *tls.Config
+	n            int
+	timeout      time.Duration         // for each session, from its connect
+	talk         func(*tls.Conn) error // a session's exchange with the program
 	done, failed atomic.Int32
 	mu           sync.Mutex
-	failures     []string // "port: error"
+	failures     []string // "from:port: error"
 	stop         atomic.Bool
 }
 
-func (r *loadRun) fail(port int, err error) {
-	r.failed.Add(1)
-	r.mu.Lock()
-	r.failures = append(r.failures, fmt.Sprintf("%d: %v", port, err))
-	r.mu.Unlock()
-}
-
-// echoLoadClient runs sessions one after another until n are done in all:
-// a handshake, a line echoed by cat, and the end.
-func echoLoadClient(s *server, cfg *tls.Config, n int, r *loadRun, wg *sync.WaitGroup) {
+// client runs sessions from src ("": any local address) one after
+// another until n are started in all, or the run is stopped.
+func (r *loadRun) client(src string, wg *sync.WaitGroup) {
 	defer wg.Done()
-	for !r.stop.Load() && int(r.done.Add(1)) <= n {
-		port, err := echoLoadSession(s.addr, cfg)
-		if err != nil {
-			r.fail(port, err)
+	for !r.stop.Load() && int(r.done.Add(1)) <= r.n {
+		if port, err := r.session(src); err != nil {
+			r.fail(src, port, err)
 		}
 	}
 }
 
-func echoLoadSession(addr string, cfg *tls.Config) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, waitTime)
+func (r *loadRun) session(src string) (port int, err error) {
+	start := time.Now()
+	c, err := dialFromAddr(r.addr, src)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	port := localPort(c)
-	c.SetDeadline(time.Now().Add(waitTime))
-	tc := tls.Client(c, cfg)
+	c.SetDeadline(start.Add(r.timeout))
+	if err := r.talk(tls.Client(c, r.cfg)); err != nil {
+		return localPort(c), fmt.Errorf("after %v: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	return localPort(c), nil
+}
+
+func (r *loadRun) fail(src string, port int, err error) {
+	r.failed.Add(1)
+	r.mu.Lock()
+	r.failures = append(r.failures, fmt.Sprintf("%s:%d: %v", src, port, err))
+	r.mu.Unlock()
+}
+
+// echoesPing: the handshake, then a line echoed by cat.
+func echoesPing(tc *tls.Conn) error {
 	if err := tc.Handshake(); err != nil {
-		return port, err
+		return err
 	}
 	if _, err := io.WriteString(tc, "ping\n"); err != nil {
-		return port, err
+		return err
 	}
 	line, err := bufio.NewReader(tc).ReadString('\n')
 	if err != nil || line != "ping\n" {
-		return port, fmt.Errorf("echo %q: %v", line, err)
+		return fmt.Errorf("echo %q: %v", line, err)
 	}
-	return port, nil
+	return nil
 }
 
 // TestRestartsUnderLoad: while clients run sessions back to back, the
@@ -93,13 +104,12 @@ func echoLoadSession(addr string, cfg *tls.Config) (int, error) {
 func TestRestartsUnderLoad(t *testing.T) {
 	plan := restartPlan()
 	s := startServer(t, serverConfig{program: []string{"/bin/cat"}, flags: []string{"-c", "64"}})
-	var r loadRun
+	r := loadRun{addr: s.addr, cfg: s.clientConfig(), n: plan.sessions, timeout: waitTime, talk: echoesPing}
 	var wg sync.WaitGroup
-	cfg := s.clientConfig()
 	start := time.Now()
 	for i := 0; i < plan.clients; i++ {
 		wg.Add(1)
-		go echoLoadClient(s, cfg, plan.sessions, &r, &wg)
+		go r.client("", &wg)
 	}
 	killed := killDuringLoad(t, s, plan, &r)
 	finished := make(chan struct{})

@@ -6,9 +6,10 @@ package integration
 import (
 	"fmt"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 func init() {
@@ -22,7 +23,7 @@ func roleShutStderr() int {
 	if err := goTLS(); err != nil {
 		return fail("%v", err)
 	}
-	if err := writeString(1, "SHUT "+errnoName(unix.Shutdown(2, unix.SHUT_WR))+"\n"); err != nil {
+	if err := writeString(1, "SHUT "+testutil.ErrnoName(unix.Shutdown(2, unix.SHUT_WR))+"\n"); err != nil {
 		return 1
 	}
 	return echo()
@@ -35,27 +36,10 @@ func roleTIOCSTI() int {
 	if err := goTLS(); err != nil {
 		return fail("%v", err)
 	}
-	var err error
-	for _, c := range []byte("id\n") {
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, 2, unix.TIOCSTI, uintptr(unsafe.Pointer(&c))); e != 0 {
-			err = e
-			break
-		}
-	}
-	if err := writeString(1, fmt.Sprintf("TIOCSTI %s\nREADY %d\n", errnoName(err), os.Getpid())); err != nil {
+	result := testutil.ErrnoName(injectInput(2, "id\n"))
+	if err := writeString(1, fmt.Sprintf("TIOCSTI %s\nREADY %d\n", result, os.Getpid())); err != nil {
 		return 1
 	}
 	pollIn(0, 2*roleDeadline)
 	return 0
-}
-
-// errnoName is "ok", or the errno's name (ENOTTY).
-func errnoName(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	if e, ok := err.(unix.Errno); ok {
-		return unix.ErrnoName(e)
-	}
-	return err.Error()
 }

@@ -1,12 +1,8 @@
 package integration
 
-// The hostile sslserver: this test binary, started in the role
-// "sslserver", runs the real supervisor, which re-executes this same
-// binary as its TLS workers and key holder (through /proc/self/exe, by
-// argv[0]). Those run the real tlsworker code, and each worker, once
-// confined and sandboxed and before it says it is ready, plays the
-// attacker (sandboxAttack): every attempt's outcome goes to stderr as
-// one line, and then the worker serves its sessions as usual.
+// The sandbox probe: what a hostile worker with the plan "sandbox"
+// (hostile_harness_test.go) tries once it is confined and sandboxed,
+// before it says it is ready; then it serves its sessions as usual.
 
 import (
 	"fmt"
@@ -15,26 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ucspi-tls/sslserver/protocol"
-	"github.com/ucspi-tls/sslserver/supervisor"
-	"github.com/ucspi-tls/sslserver/tlsworker"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
-
-func init() { roles["sslserver"] = roleSupervisor }
-
-func roleSupervisor() int { return supervisor.Main(os.Args[1:], os.Stdout, os.Stderr) }
-
-// runConfinedRole runs the worker or key holder roles that argv[0]
-// names, as cmd/sslserver does; ok is false for any other process.
-func runConfinedRole() (code int, ok bool) {
-	switch os.Args[0] {
-	case protocol.WorkerArgv0:
-		return tlsworker.WorkerMainThen(sandboxAttack), true
-	case protocol.KeyHolderArgv0:
-		return tlsworker.KeyHolderMain(), true
-	}
-	return 0, false
-}
 
 // probePrefix starts each line sandboxAttack writes.
 const probePrefix = "sandbox-probe: "
@@ -52,12 +30,7 @@ type attack struct {
 // supervisor, the worker's parent: it must survive.
 func sandboxAttack() {
 	for _, a := range sbAttacks(unix.Getppid()) {
-		e := a.try()
-		result := "ok"
-		if e != 0 {
-			result = unix.ErrnoName(e)
-		}
-		fmt.Fprintf(os.Stderr, "%s%s %s\n", probePrefix, a.name, result)
+		fmt.Fprintf(os.Stderr, "%s%s %s\n", probePrefix, a.name, testutil.ErrnoName(a.try()))
 	}
 }
 

@@ -1,7 +1,8 @@
 package integration
 
 // The syscall sandbox, proved from inside a real worker of a real
-// sslserver (roles_sandbox_test.go), and the chroot by descriptor.
+// sslserver (the plan "sandbox" of hostile_harness_test.go), and the
+// chroot by descriptor.
 
 import (
 	"fmt"
@@ -33,7 +34,9 @@ var sandboxWant = map[string]string{
 // uid as the worker: kill(-1) would reach it) survive; and the worker
 // then serves its session: handshake, signature and relay.
 func TestSandboxRefusesAttacks(t *testing.T) {
-	s := startServer(t, serverConfig{selfAs: "sslserver", role: "echo", env: []string{"SSL_PREFORK=1"}})
+	uid := hostileUID(t)
+	setPlan(t, uid, "sandbox")
+	s := startServer(t, serverConfig{hostile: uid, role: "echo", env: []string{"SSL_PREFORK=1"}})
 	keyHolder := s.keyHolder(t)
 	pid := s.goodSession(t, "after the attacks")
 	for name, want := range sandboxWant {

@@ -7,9 +7,10 @@ import (
 	"net"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 func TestSslclientUsage(t *testing.T) {
@@ -53,7 +54,7 @@ func TestSslclientConnectionRefused(t *testing.T) {
 // and gives up with 111.
 func TestSslclientConnectTimeout(t *testing.T) {
 	t.Parallel()
-	port := fullQueue(t)
+	port := strconv.Itoa(int(testutil.FullQueue(t).Port()))
 	res := runClient(t, clientRun{args: []string{"-v", "-T", "1+1", "-RHl0", "127.0.0.1", port}, role: "env"})
 	if res.code != 111 {
 		t.Errorf("exit %d, want 111", res.code)
@@ -75,35 +76,6 @@ func TestSslclientConnectTimeout(t *testing.T) {
 	if res.elapsed < 1900*time.Millisecond || res.elapsed > 8*time.Second {
 		t.Errorf("gave up after %v, want about 2s", res.elapsed)
 	}
-}
-
-// fullQueue listens on 127.0.0.1 with a backlog of 0, never accepts,
-// and fills the accept queue; connections to the port then time out.
-func fullQueue(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	addr := joinHostPort("127.0.0.1", sa.(*syscall.SockaddrInet4).Port)
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
-		if err != nil {
-			_, port, _ := net.SplitHostPort(addr)
-			return port
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("the accept queue never filled")
-	return ""
 }
 
 // A server that accepts but never answers the handshake: -T x+y bounds

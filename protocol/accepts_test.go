@@ -3,6 +3,8 @@ package protocol
 import (
 	"strings"
 	"testing"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // anyType lets a test channel receive every message type.
@@ -54,7 +56,7 @@ func TestChannelRefusesTypesItDoesNotAccept(t *testing.T) {
 				continue
 			}
 			files := pipes(t, Files(m))
-			before := countFds(t)
+			before := testutil.OwnFdCount(t)
 			if err := send.Send(m, files...); err != nil {
 				t.Fatalf("%s: Send(%T): %v", name, m, err)
 			}
@@ -62,7 +64,7 @@ func TestChannelRefusesTypesItDoesNotAccept(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "not accepted") {
 				t.Errorf("%s: received %T (%d files), err %v", name, got, len(rfiles), err)
 			}
-			if after := countFds(t); after != before {
+			if after := testutil.OwnFdCount(t); after != before {
 				t.Errorf("%s: %T's %d descriptors: %d fds before, %d after", name, m, Files(m), before, after)
 			}
 		}
@@ -104,7 +106,7 @@ func TestSixtyFourDescriptorsOutOfTurn(t *testing.T) {
 	defer worker.Close()
 	defer sup.Close()
 	files := pipes(t, MaxKeyFiles)
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	for round := 0; round < 4; round++ {
 		if err := worker.Send(&Keys{Count: MaxKeyFiles, UID: 1, GID: 1, Root: "/x"}, files...); err != nil {
 			t.Fatal(err)
@@ -113,7 +115,7 @@ func TestSixtyFourDescriptorsOutOfTurn(t *testing.T) {
 			t.Fatal("the supervisor's end accepted Keys")
 		}
 	}
-	if after := countFds(t); after != before {
+	if after := testutil.OwnFdCount(t); after != before {
 		t.Fatalf("%d fds before, %d after four refused messages of %d files", before, after, MaxKeyFiles)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // channelPair returns a Channel on one end of a real SOCK_SEQPACKET
@@ -190,15 +192,6 @@ func closeRaw(fds []int) {
 	}
 }
 
-func countFds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestChannelRecvRefusesAndClosesDescriptors sends malformed datagrams
 // with descriptors attached: each is refused, and the descriptors that
 // came with it are closed rather than leaked.
@@ -222,7 +215,7 @@ func TestChannelRecvRefusesAndClosesDescriptors(t *testing.T) {
 	for what, c := range cases {
 		t.Run(what, func(t *testing.T) {
 			ch, raw := channelPair(t)
-			before := countFds(t)
+			before := testutil.OwnFdCount(t)
 			for i := 0; i < 20; i++ {
 				fds := rawPipes(t, c.pipes)
 				sendRaw(t, raw, c.p, fds)
@@ -236,7 +229,7 @@ func TestChannelRecvRefusesAndClosesDescriptors(t *testing.T) {
 					t.Fatalf("Recv returned files with an error")
 				}
 			}
-			if after := countFds(t); after > before {
+			if after := testutil.OwnFdCount(t); after > before {
 				t.Fatalf("open fds grew from %d to %d: refused descriptors leak", before, after)
 			}
 			checkStillUsable(t, ch, raw)
@@ -368,11 +361,11 @@ func TestNewChannelRefusesNonUnixSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	if _, err := NewChannel(f, anyType); err == nil {
 		t.Error("NewChannel accepted a TCP socket")
 	}
-	if after := countFds(t); after >= before {
+	if after := testutil.OwnFdCount(t); after >= before {
 		t.Errorf("NewChannel did not close the file it refused: %d fds, then %d", before, after)
 	}
 }

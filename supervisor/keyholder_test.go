@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -81,7 +82,7 @@ func TestKeyHolderFailureLeavesNothingOpen(t *testing.T) {
 		t.Fatalf("start: %v, want the key holder's reason", err)
 	}
 	noFinalizers(t)
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	for i := 0; i < 10; i++ {
 		h.srv.kh.start()
 	}

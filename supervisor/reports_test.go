@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -145,7 +146,7 @@ func TestSessionWorkerDescriptorsOutOfTurn(t *testing.T) {
 	session("status 0") // warm up: the runtime's own descriptors
 	h.waitLineCount("sslserver: status: 0/40", 2)
 	noFinalizers(t)
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	fs := session("status 111")
 	h.waitLine(fmt.Sprintf("sslserver: warning: TLS worker %d broke the protocol: message type 20 not accepted here (64 files closed)", fs.proc.pid))
 	if fs.proc.state.Signal != int(syscall.SIGKILL) {
@@ -168,7 +169,7 @@ func TestWorkerDescriptorsBeforeReady(t *testing.T) {
 		if started.Add(1) != 2 { // the first is checkWorker's
 			return false
 		}
-		before = countFds(t)
+		before = testutil.OwnFdCount(t)
 		sendFiles(t, ch, outOfTurnKeys())
 		close(hostile)
 		<-p.killed

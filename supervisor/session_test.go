@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/tlsworker"
 )
@@ -680,22 +681,9 @@ func noFinalizers(t *testing.T) {
 // waitFds waits until at most max descriptors are open.
 func waitFds(t *testing.T, max int) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for n := countFds(t); n > max; n = countFds(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open, want at most %d: a leak", n, max)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if n := testutil.FdsDownTo(t, os.Getpid(), max, waitLimit); n > max {
+		t.Fatalf("%d descriptors open, want at most %d: a leak", n, max)
 	}
-}
-
-func countFds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // TestSessionsLeakNoDescriptors: once a session has ended, every
@@ -713,7 +701,7 @@ func TestSessionsLeakNoDescriptors(t *testing.T) {
 	}
 	session(0) // warm up: the runtime's own descriptors
 	noFinalizers(t)
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	for i := 1; i <= 10; i++ {
 		session(i)
 	}
@@ -741,7 +729,7 @@ func TestSessionKeyHolderDown(t *testing.T) {
 	kh.Signal(syscall.SIGKILL)
 	h.waitLine(fmt.Sprintf("sslserver: warning: key holder %d ended (signal 9), starting another", kh.pid))
 	noFinalizers(t)
-	before := countFds(t)
+	before := testutil.OwnFdCount(t)
 	h.dial().Close()
 	h.waitLine("sslserver: warning: dropping connection from 127.0.0.1, unable to start TLS worker: key holder is not running")
 	h.waitLineCount("sslserver: status: 0/40", 2)

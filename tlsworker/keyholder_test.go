@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 	"github.com/ucspi-tls/sslserver/protocol"
 )
 
@@ -360,25 +361,16 @@ func TestKeyHolderClosesDescriptorsOutOfTurn(t *testing.T) {
 		r.Close()
 		files[i] = w
 	}
-	before := utCountFds(t)
+	before := testutil.OwnFdCount(t)
 	if err := h.ch.Send(&protocol.Keys{Count: protocol.MaxKeyFiles, UID: 1, GID: 1, Root: "/x"}, files...); err != nil {
 		t.Fatal(err)
 	}
 	closeFiles(files)
 	h.expectHangup(t)
 	// The pipes are closed here; what is left is the key holder's copies.
-	if after := utCountFds(t); after > before-protocol.MaxKeyFiles {
+	if after := testutil.OwnFdCount(t); after > before-protocol.MaxKeyFiles {
 		t.Fatalf("%d fds before, %d after the key holder refused %d descriptors", before, after, protocol.MaxKeyFiles)
 	}
-}
-
-func utCountFds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // TestKeyHolderGrants: a worker at the end of its allowance waits, up

@@ -17,6 +17,8 @@ import (
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
 // TestFilterDecides runs the seccomp program, as go-seccomp-bpf
@@ -245,11 +247,5 @@ func utReportErr(what string, fd int, err error) {
 	if fd >= 0 {
 		unix.Close(fd)
 	}
-	result := "ok"
-	if errno, ok := err.(unix.Errno); ok {
-		result = unix.ErrnoName(errno)
-	} else if err != nil {
-		result = err.Error()
-	}
-	fmt.Printf("%s %s\n", what, result)
+	fmt.Printf("%s %s\n", what, testutil.ErrnoName(err))
 }

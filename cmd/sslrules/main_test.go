@@ -12,23 +12,11 @@ import (
 	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func runBinary(t *testing.T, bin string, stdin []byte, args ...string) result {
+func runBinary(t *testing.T, bin string, stdin []byte, args ...string) testutil.Result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running %s: %v", bin, err)
-	}
-	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	return testutil.Run(t, cmd)
 }
 
 func readFile(t *testing.T, path string) []byte {
@@ -55,8 +43,8 @@ func TestCompilesLikeFehcom(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runBinary(t, bin, readFile(t, vectorFile(t, "rules.txt")), cdb, tmp)
-	if r.code != 0 || r.stderr != "" {
-		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	if r.Code != 0 || r.Stderr != "" {
+		t.Fatalf("exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	if !bytes.Equal(readFile(t, cdb), readFile(t, vectorFile(t, "rules.fehcom.cdb"))) {
 		t.Error("rules.cdb differs from the reference rules.fehcom.cdb")
@@ -73,12 +61,12 @@ func TestParseErrorKeepsOldCDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runBinary(t, bin, []byte("# ok\n1.2.3.4:allow\n1.2.3.4:permit\n"), cdb, tmp)
-	if r.code != 100 {
-		t.Errorf("exit %d, want 100", r.code)
+	if r.Code != 100 {
+		t.Errorf("exit %d, want 100", r.Code)
 	}
-	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(r.Stderr, "\n"), "\n")
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "sslrules: fatal: unable to parse line 3: ") || !strings.Contains(lines[0], `"1.2.3.4:permit"`) {
-		t.Errorf("stderr %q", r.stderr)
+		t.Errorf("stderr %q", r.Stderr)
 	}
 	if !bytes.Equal(readFile(t, cdb), old) {
 		t.Error("rules.cdb was changed")
@@ -92,15 +80,15 @@ func TestUsage(t *testing.T) {
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	for _, args := range [][]string{{}, {a}, {a, b, "c"}, {"-x", a, b}, {"", b}} {
 		r := runBinary(t, bin, []byte(":allow\n"), args...)
-		if r.code != 100 || !strings.HasPrefix(r.stderr, "sslrules: usage: ") ||
-			!strings.HasSuffix(r.stderr, "\nsslrules: try \"sslrules --help\"\n") || strings.Count(r.stderr, "\n") != 2 {
-			t.Errorf("args %q: exit %d, stderr %q", args, r.code, r.stderr)
+		if r.Code != 100 || !strings.HasPrefix(r.Stderr, "sslrules: usage: ") ||
+			!strings.HasSuffix(r.Stderr, "\nsslrules: try \"sslrules --help\"\n") || strings.Count(r.Stderr, "\n") != 2 {
+			t.Errorf("args %q: exit %d, stderr %q", args, r.Code, r.Stderr)
 		}
 	}
 	mustNotExist(t, a)
 	mustNotExist(t, b)
-	if r := runBinary(t, bin, []byte(":allow\n"), "--", a, b); r.code != 0 {
-		t.Errorf("with --: exit %d, stderr %q", r.code, r.stderr)
+	if r := runBinary(t, bin, []byte(":allow\n"), "--", a, b); r.Code != 0 {
+		t.Errorf("with --: exit %d, stderr %q", r.Code, r.Stderr)
 	}
 	mustNotExist(t, b)
 	if _, err := os.Stat(a); err != nil {
@@ -125,8 +113,8 @@ func TestIOErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		r := runBinary(t, bin, []byte(":allow\n"), c.cdb, c.tmp)
-		if r.code != 111 || !strings.HasPrefix(r.stderr, "sslrules: fatal: ") {
-			t.Errorf("%s: exit %d, stderr %q", c.name, r.code, r.stderr)
+		if r.Code != 111 || !strings.HasPrefix(r.Stderr, "sslrules: fatal: ") {
+			t.Errorf("%s: exit %d, stderr %q", c.name, r.Code, r.Stderr)
 		}
 		mustNotExist(t, c.tmp)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,24 +10,12 @@ import (
 	"github.com/ucspi-tls/sslserver/internal/testutil"
 )
 
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
 // runBinary runs bin with exactly the given environment.
-func runBinary(t *testing.T, bin string, env []string, args ...string) result {
+func runBinary(t *testing.T, bin string, env []string, args ...string) testutil.Result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running %s: %v", bin, err)
-	}
-	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	return testutil.Run(t, cmd)
 }
 
 // expectedOutput is tcprulescheck's output for a lookups.tsv row: the
@@ -70,8 +56,8 @@ func TestLookupsTSV(t *testing.T) {
 			env = append(env, "TCPREMOTEINFO="+f[2])
 		}
 		r := runBinary(t, bin, env, cdb)
-		if want := expectedOutput(f[5], f[3], f[4]); r.code != 0 || r.stdout != want {
-			t.Errorf("row %q: exit %d, stdout %q, want %q (stderr %q)", line, r.code, r.stdout, want, r.stderr)
+		if want := expectedOutput(f[5], f[3], f[4]); r.Code != 0 || r.Stdout != want {
+			t.Errorf("row %q: exit %d, stdout %q, want %q (stderr %q)", line, r.Code, r.Stdout, want, r.Stderr)
 		}
 	}
 }
@@ -89,8 +75,8 @@ func TestSSLVariablesAreAFallback(t *testing.T) {
 		{[]string{"TCPREMOTEIP=", "SSLREMOTEIP=8.8.8.8", "SSLREMOTEHOST=foo.org"}, "rule =:\nset environment variable HASNAME=1\nallow connection\n"},
 	}
 	for _, c := range cases {
-		if r := runBinary(t, bin, c.env, cdb); r.code != 0 || r.stdout != c.want {
-			t.Errorf("env %q: exit %d, stdout %q, want %q", c.env, r.code, r.stdout, c.want)
+		if r := runBinary(t, bin, c.env, cdb); r.Code != 0 || r.Stdout != c.want {
+			t.Errorf("env %q: exit %d, stdout %q, want %q", c.env, r.Code, r.Stdout, c.want)
 		}
 	}
 }
@@ -124,12 +110,12 @@ func TestErrors(t *testing.T) {
 		if strings.HasSuffix(c.prefix, "usage: ") {
 			lines = 2
 		}
-		if r.code != c.code || r.stdout != "" || !strings.HasPrefix(r.stderr, c.prefix) || strings.Count(r.stderr, "\n") != lines {
-			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, r.code, r.stdout, r.stderr)
+		if r.Code != c.code || r.Stdout != "" || !strings.HasPrefix(r.Stderr, c.prefix) || strings.Count(r.Stderr, "\n") != lines {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", c.name, r.Code, r.Stdout, r.Stderr)
 		}
 	}
-	if r := runBinary(t, bin, ip, "--", cdb); r.code != 0 || r.stdout != "default:\nset environment variable DEFAULT=1\nallow connection\n" {
-		t.Errorf("with --: exit %d, stdout %q", r.code, r.stdout)
+	if r := runBinary(t, bin, ip, "--", cdb); r.Code != 0 || r.Stdout != "default:\nset environment variable DEFAULT=1\nallow connection\n" {
+		t.Errorf("with --: exit %d, stdout %q", r.Code, r.Stdout)
 	}
 }
 
@@ -139,13 +125,13 @@ func TestHelp(t *testing.T) {
 	bin := buildBinary(t)
 	for _, arg := range []string{"-h", "--help"} {
 		r := runBinary(t, bin, nil, arg)
-		if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "usage: sslrulescheck rules.cdb\n") ||
-			!strings.Contains(r.stdout, "TCPREMOTEIP") || !strings.Contains(r.stdout, "--help") {
-			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, r.code, r.stdout, r.stderr)
+		if r.Code != 0 || r.Stderr != "" || !strings.HasPrefix(r.Stdout, "usage: sslrulescheck rules.cdb\n") ||
+			!strings.Contains(r.Stdout, "TCPREMOTEIP") || !strings.Contains(r.Stdout, "--help") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, r.Code, r.Stdout, r.Stderr)
 		}
 	}
-	if r := runBinary(t, bin, nil); !strings.HasSuffix(r.stderr, "\nsslrulescheck: try \"sslrulescheck --help\"\n") {
-		t.Errorf("usage error without a pointer to --help: %q", r.stderr)
+	if r := runBinary(t, bin, nil); !strings.HasSuffix(r.Stderr, "\nsslrulescheck: try \"sslrulescheck --help\"\n") {
+		t.Errorf("usage error without a pointer to --help: %q", r.Stderr)
 	}
 }
 

@@ -1,9 +1,11 @@
 // Package testutil holds the few helpers several packages' tests share:
-// where the tcprules interoperability vectors are, and building a command
-// under test.
+// where the tcprules interoperability vectors are, building a command
+// under test and running one, counting descriptors and naming errnos.
 package testutil
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,4 +44,24 @@ func BuildCommand(t testing.TB, name string) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// Result is how a command run by Run ended.
+type Result struct {
+	Code           int
+	Stdout, Stderr string
+}
+
+// Run runs cmd, with its output captured, to its end; a command that
+// could not be started or waited for fails the test.
+func Run(t testing.TB, cmd *exec.Cmd) Result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("running %s: %v", cmd.Path, err)
+	}
+	return Result{Code: cmd.ProcessState.ExitCode(), Stdout: stdout.String(), Stderr: stderr.String()}
 }
