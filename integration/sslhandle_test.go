@@ -1,0 +1,361 @@
+package integration
+
+// sslhandle: the TLS front (cmd/sslhandle) relaying to a backend from a
+// fixed set of long-lived handler processes.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"os/exec"
+	"regexp"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ucspi-tls/sslserver/protocol"
+)
+
+// echoBackend is a Unix-socket echo service that records, for each
+// connection, the pid of the process that connected (SO_PEERCRED): the
+// handler that served the session.
+type echoBackend struct {
+	path string
+	ln   *net.UnixListener
+
+	mu   sync.Mutex
+	pids map[int]int // handler pid -> connections
+	last int
+}
+
+func startEchoBackend(t testing.TB) *echoBackend {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // handlers may run under another uid
+	b := &echoBackend{path: filepath.Join(dir, "backend.sock"), pids: map[int]int{}}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: b.path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(b.path, 0o777)
+	b.ln = ln
+	t.Cleanup(func() { ln.Close() })
+	go b.serve()
+	return b
+}
+
+func (b *echoBackend) serve() {
+	for {
+		c, err := b.ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		b.record(c)
+		go echoHalfClose(c)
+	}
+}
+
+func (b *echoBackend) record(c *net.UnixConn) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cred == nil {
+		return
+	}
+	b.mu.Lock()
+	b.pids[int(cred.Pid)]++
+	b.last = int(cred.Pid)
+	b.mu.Unlock()
+}
+
+// echoHalfClose echoes until the client's end of data, then ends its own.
+func echoHalfClose(c *net.UnixConn) {
+	defer c.Close()
+	io.Copy(c, c)
+	c.CloseWrite()
+}
+
+func (b *echoBackend) peers() map[int]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range b.pids {
+		out[k] = v
+	}
+	return out
+}
+
+func (b *echoBackend) lastPeer() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last
+}
+
+// startHandle runs cmd/sslhandle in front of backend.
+func startHandle(t testing.TB, flags []string, backend ...string) *server {
+	return startServer(t, serverConfig{bin: "sslhandle", flags: flags, program: backend})
+}
+
+// handlerPIDs are the server's live handler processes.
+func (s *server) handlerPIDs() []int {
+	var out []int
+	for _, p := range children(s.pid) {
+		if st, err := readStat(p); err == nil && st.state != "Z" && argv0(p) == protocol.HandlerArgv0 {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitHandlers waits until the server has n live handlers, and returns
+// their pids.
+func (s *server) waitHandlers(t testing.TB, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(waitTime)
+	for {
+		pids := s.handlerPIDs()
+		if len(pids) == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers %v, want %d\n%s", len(pids), describePIDs(pids), n, s.log.text())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// echoSession sends size random bytes through the server, half-closes,
+// and checks that exactly the same bytes come back before close_notify.
+func (s *server) echoSession(size int) error {
+	raw, err := net.DialTimeout("tcp", s.addr, waitTime)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(3 * waitTime))
+	conn := tls.Client(raw, s.clientConfig())
+	sent := make(chan sendResult, 1)
+	go sendRandom(conn, size, sent)
+	got, err := io.ReadAll(conn)
+	res := <-sent
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading after %d bytes: %w", len(got), err)
+	case res.err != nil:
+		return fmt.Errorf("sending: %w", res.err)
+	}
+	if sum := sha256.Sum256(got); len(got) != size || !bytes.Equal(sum[:], res.sum) {
+		return fmt.Errorf("received %d bytes with sha256 %x; sent %d with %x", len(got), sum, size, res.sum)
+	}
+	return nil
+}
+
+// runSessions runs n echo sessions from clients goroutines at once.
+func (s *server) runSessions(n, clients, size int) []error {
+	jobs := make(chan int, n)
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				if err := s.echoSession(size); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// TestHandleServesWithFixedHandlers: 500 sessions from 16 clients at
+// once, by exactly the 3 handlers started with sslhandle -c 3.
+func TestHandleServesWithFixedHandlers(t *testing.T) {
+	b := startEchoBackend(t)
+	s := startHandle(t, []string{"-c", "3"}, b.path)
+	before := s.waitHandlers(t, 3)
+	const sessions = 500
+	if errs := s.runSessions(sessions, 16, 20000); len(errs) > 0 {
+		t.Fatalf("%d of %d sessions failed, first: %v", len(errs), sessions, errs[0])
+	}
+	peers := b.peers()
+	var served []int
+	total := 0
+	for pid, n := range peers {
+		served = append(served, pid)
+		total += n
+	}
+	slices.Sort(served)
+	if !slices.Equal(served, before) || total != sessions {
+		t.Errorf("backend saw %d connections from pids %v, want %d from the handlers %v", total, served, sessions, before)
+	}
+	if after := s.handlerPIDs(); !slices.Equal(after, before) {
+		t.Errorf("handlers after the run %v, before %v", after, before)
+	}
+	if got := s.waitCount(t, regexp.MustCompile(`end \d+ (status|signal) (\d+)$`), sessions); len(got) != sessions {
+		t.Errorf("%d sessions logged their end, want %d", len(got), sessions)
+	}
+	if n := s.countLog(regexp.MustCompile(`end \d+ status 0$`)); n != sessions {
+		t.Errorf("%d sessions ended with status 0, want %d", n, sessions)
+	}
+}
+
+// heldEcho is a session kept open in the middle of an echo exchange.
+type heldEcho struct {
+	conn *tls.Conn
+	raw  net.Conn
+}
+
+func (s *server) holdEcho(t testing.TB) heldEcho {
+	t.Helper()
+	conn, raw := s.dialTLS(t, nil)
+	raw.SetDeadline(time.Now().Add(3 * waitTime))
+	h := heldEcho{conn, raw}
+	if err := h.roundTrip("first\n"); err != nil {
+		t.Fatalf("held session: %v", err)
+	}
+	return h
+}
+
+func (h heldEcho) roundTrip(line string) error {
+	if _, err := io.WriteString(h.conn, line); err != nil {
+		return err
+	}
+	buf := make([]byte, len(line))
+	if _, err := io.ReadFull(h.conn, buf); err != nil {
+		return err
+	}
+	if string(buf) != line {
+		return fmt.Errorf("echoed %q, want %q", buf, line)
+	}
+	return nil
+}
+
+// TestHandleHandlerKilled: a handler killed in the middle of a session
+// loses that session only; another session goes on, a new handler
+// takes the dead one's place, and sessions keep being served by three.
+func TestHandleHandlerKilled(t *testing.T) {
+	b := startEchoBackend(t)
+	s := startHandle(t, []string{"-c", "3"}, b.path)
+	before := s.waitHandlers(t, 3)
+	victim := s.holdEcho(t)
+	victimPID := b.lastPeer()
+	other := s.holdEcho(t)
+	if b.lastPeer() == victimPID {
+		t.Fatalf("both held sessions in handler %d", victimPID)
+	}
+	if err := syscall.Kill(victimPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The worker ends the client's session as for a program that died.
+	if _, err := io.ReadAll(victim.conn); isTimeout(err) {
+		t.Fatalf("the killed handler's client was left hanging: %v", err)
+	}
+	s.waitLog(t, regexp.MustCompile(fmt.Sprintf(`handler %d ended \(signal 9\); starting another`, victimPID)))
+	s.waitLog(t, regexp.MustCompile(`end \d+ signal 9$`))
+	if err := other.roundTrip("still here\n"); err != nil {
+		t.Fatalf("the other session broke when a handler died: %v", err)
+	}
+	after := s.waitHandlers(t, 3)
+	if slices.Contains(after, victimPID) || len(slices.DeleteFunc(slices.Clone(after), func(p int) bool { return slices.Contains(before, p) })) != 1 {
+		t.Errorf("handlers %v after killing %d of %v, want the two others and one new", after, victimPID, before)
+	}
+	other.conn.CloseWrite()
+	if rest, err := io.ReadAll(other.conn); err != nil || len(rest) != 0 {
+		t.Errorf("the other session's end: %q, %v", rest, err)
+	}
+	if errs := s.runSessions(30, 4, 1000); len(errs) > 0 {
+		t.Fatalf("after the replacement: %d sessions failed, first: %v", len(errs), errs[0])
+	}
+	if got := s.handlerPIDs(); !slices.Equal(got, after) {
+		t.Errorf("handlers %v, want %v", got, after)
+	}
+}
+
+// TestHandleDrainsOnSIGTERM: SIGTERM stops accepting, lets the running
+// session finish, stops the handlers and exits 0, leaving nothing.
+func TestHandleDrainsOnSIGTERM(t *testing.T) {
+	b := startEchoBackend(t)
+	s := startHandle(t, []string{"-c", "2"}, b.path)
+	handlers := s.waitHandlers(t, 2)
+	held := s.holdEcho(t)
+	syscall.Kill(s.pid, syscall.SIGTERM)
+	deadline := time.Now().Add(waitTime)
+	for {
+		c, err := net.DialTimeout("tcp", s.addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := held.roundTrip("during the drain\n"); err != nil {
+		t.Fatalf("the running session broke at SIGTERM: %v", err)
+	}
+	held.conn.CloseWrite()
+	if rest, err := io.ReadAll(held.conn); err != nil || len(rest) != 0 {
+		t.Errorf("the running session's end: %q, %v", rest, err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(waitTime):
+		t.Fatal("sslhandle did not exit after its last session")
+	}
+	if s.exitErr != nil {
+		t.Errorf("sslhandle exited with %v, want status 0", s.exitErr)
+	}
+	if left := waitGone(handlers, 2*time.Second); len(left) > 0 {
+		t.Errorf("handlers left after exit: %v", describePIDs(left))
+	}
+	s.waitLog(t, regexp.MustCompile(`end \d+ status 0$`))
+}
+
+// TestHandleUsage: a missing or malformed backend is a usage error,
+// before anything starts.
+func TestHandleUsage(t *testing.T) {
+	needRoot(t)
+	for _, args := range [][]string{
+		{"127.0.0.1", "0"},
+		{"127.0.0.1", "0", "nocolon"},
+		{"127.0.0.1", "0", "/x.sock", "proxy-v1"},
+	} {
+		out, err := runBinary(t, "sslhandle", args...)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != protocol.ExitUsage {
+			t.Errorf("sslhandle %q: %v, want exit 100\n%s", args, err, out)
+		}
+	}
+}
+
+func runBinary(t testing.TB, name string, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(binary(t, name), args...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "CERTFILE=/nonexistent"}
+	return cmd.CombinedOutput()
+}
