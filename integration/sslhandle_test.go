@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -358,4 +359,72 @@ func runBinary(t testing.TB, name string, args ...string) ([]byte, error) {
 	cmd := exec.Command(binary(t, name), args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "CERTFILE=/nonexistent"}
 	return cmd.CombinedOutput()
+}
+
+var (
+	exampleOnce sync.Once
+	exampleErr  error
+)
+
+// exampleBinary builds sslhandle's STARTTLS example program into the
+// test's binary directory, once.
+func exampleBinary(t testing.TB) string {
+	t.Helper()
+	exampleOnce.Do(buildExample)
+	if exampleErr != nil {
+		t.Fatal(exampleErr)
+	}
+	return binary(t, "starttls")
+}
+
+func buildExample() {
+	root, err := moduleRoot()
+	if err == nil {
+		var out []byte
+		if out, err = goBuild(root, binDir, "./sslhandle/example/starttls"); err != nil {
+			err = fmt.Errorf("go build ./sslhandle/example/starttls: %w\n%s", err, out)
+		}
+	}
+	exampleErr = err
+}
+
+// TestHandleStartTLSExample: the example Go handler under -n takes a
+// message from real SMTP clients that start TLS with STARTTLS, and sees
+// the TLS parameters StartTLS returned.
+func TestHandleStartTLSExample(t *testing.T) {
+	exampleBinary(t)
+	s := startServer(t, serverConfig{bin: "starttls", flags: []string{"-n", "-c", "2"}, program: []string{"mx.test"}})
+	for _, tc := range []struct {
+		tool string
+		args []string
+		want string
+	}{
+		{"swaks", []string{"--tls", "--server", s.addr, "--to", "a@example.org", "--from", "b@example.org"}, "250 ok"},
+		{"openssl", []string{"s_client", "-quiet", "-starttls", "smtp", "-connect", s.addr}, "250 ok 7 bytes"},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			cmd := exec.Command(needTool(t, tc.tool), tc.args...)
+			if tc.tool == "openssl" {
+				cmd.Stdin = strings.NewReader("EHLO client\r\nMAIL FROM:<b@example.org>\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n")
+			}
+			out, err := runWithin(cmd, waitTime)
+			if err != nil || !regexp.MustCompile(regexp.QuoteMeta(tc.want)+`.* over TLSv1\.[23] \S+`).Match(out) {
+				t.Fatalf("%s: %v\n%s\nserver log:\n%s", tc.tool, err, out, s.log.text())
+			}
+		})
+	}
+	s.waitCount(t, regexp.MustCompile(`end \d+ status 0$`), 2)
+}
+
+// runWithin runs cmd with its output collected, killing it after d.
+func runWithin(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	t := time.AfterFunc(d, func() { cmd.Process.Kill() })
+	defer t.Stop()
+	err := cmd.Wait()
+	return out.Bytes(), err
 }

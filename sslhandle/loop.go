@@ -46,6 +46,11 @@ func serveHandler(h Handler, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sslhandle handler: %v\n", err)
 		return protocol.ExitTemp
 	}
+	return serveChannel(h, args, ch, stderr)
+}
+
+// serveChannel serves the sessions that come over ch until it closes.
+func serveChannel(h Handler, args []string, ch *protocol.Channel, stderr io.Writer) int {
 	l := &loop{h: h, args: args, ch: ch, stderr: stderr, msgs: make(chan received)}
 	go l.receive()
 	return l.run()
