@@ -133,4 +133,3 @@ func (c *smtp) data() (bool, int) {
 	c.reply("250 ok %d bytes over %s", n, over)
 	return false, 0
 }
-
