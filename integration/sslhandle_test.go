@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,8 +42,7 @@ type echoBackend struct {
 
 func startEchoBackend(t testing.TB) *echoBackend {
 	t.Helper()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755) // handlers may run under another uid
+	dir := freshDir(t) // handlers may run under another uid
 	b := &echoBackend{path: filepath.Join(dir, "backend.sock"), pids: map[int]int{}}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: b.path, Net: "unix"})
 	if err != nil {
@@ -427,4 +427,87 @@ func runWithin(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
 	defer t.Stop()
 	err := cmd.Wait()
 	return out.Bytes(), err
+}
+
+// TestHandlePrivileges: sslserver's privilege checks applied to
+// sslhandle's processes. The TLS workers and the key holder are
+// confined under SSL_UID/SSL_GID; the handlers run under -u/-g in
+// sessions of their own, hold no TCP connection under -N, no file, and
+// no key material, and their ids can read neither a worker nor the key
+// holder.
+func TestHandlePrivileges(t *testing.T) {
+	b := startEchoBackend(t)
+	cert := newCert(t, keyRSA)
+	s := startServer(t, serverConfig{bin: "sslhandle", cert: cert, program: []string{b.path},
+		flags: []string{"-c", "2", "-u", "1001", "-g", "1001"}, env: []string{"SSL_UID=1002", "SSL_GID=1003"}})
+	handlers := s.waitHandlers(t, 2)
+	held := s.holdEcho(t)
+	busy := b.lastPeer()
+	worker := s.handleSessionPID(t, localPort(held.raw))
+	keyHolder := s.keyHolder(t)
+	for _, p := range []struct {
+		who string
+		pid int
+	}{{"worker", worker}, {"key holder", keyHolder}} {
+		checkIDs(t, p.who, p.pid, 1002, 1003)
+		checkRoot(t, p.who, p.pid, "", false)
+		checkNotDumpable(t, p.who, p.pid, 1002, 1003)
+		if got := peek(t, p.pid, 1001, 1001); got != "environ=denied mem=denied" {
+			t.Errorf("a process with the handlers' ids may read the %s: %s", p.who, got)
+		}
+	}
+	checkKeyMemory(t, cert, worker, keyHolder)
+	stderr := s.stderrLink(t)
+	for _, h := range handlers {
+		checkProgram(t, h, 1001, 1001)
+		if st, err := readStat(h); err != nil || st.ppid != s.pid || st.session != h {
+			t.Errorf("handler %d: parent %d, session %d (%v); want parent %d and a session of its own", h, st.ppid, st.session, err, s.pid)
+		}
+		checkHandlerFDs(t, h, h == busy, stderr)
+		if found, n := scanMemory(t, h, keyPatterns(cert)); len(found) > 0 {
+			t.Errorf("handler %d: private key material in memory (%d bytes scanned): %v", h, n, found)
+		}
+	}
+	if err := held.roundTrip("still served\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkHandlerFDs: a handler has /dev/null, the server's stderr and its
+// channel; while it serves a session, also the session's two pipes, its
+// control socket and its backend connection. Never a TCP socket (under
+// -N the client's connection stays with the worker) nor a file but the
+// Go runtime's cgroup files.
+func checkHandlerFDs(t testing.TB, pid int, busy bool, stderr string) {
+	t.Helper()
+	var pipes, sockets int
+	for fd, g := range procFDs(t, pid) {
+		switch {
+		case fd <= 1 && g.target == "/dev/null", fd == 2 && g.target == stderr:
+		case strings.HasPrefix(g.target, "/sys/fs/cgroup/"):
+			// The Go runtime's own, to follow the CPU limit: a handler is
+			// the user's Go program, in its default settings.
+		case fd >= 3 && strings.HasPrefix(g.target, "unix:"):
+			sockets++
+		case fd >= 3 && strings.HasPrefix(g.target, "pipe:"):
+			pipes++
+		default:
+			t.Errorf("handler %d: unexpected fd %d: %s", pid, fd, g.target)
+		}
+	}
+	want := [2]int{0, 1}
+	if busy {
+		want = [2]int{2, 3}
+	}
+	if [2]int{pipes, sockets} != want {
+		t.Errorf("handler %d (busy %v): %d pipes and %d unix sockets, want %v", pid, busy, pipes, sockets, want)
+	}
+}
+
+// handleSessionPID is sessionPID for sslhandle's log.
+func (s *server) handleSessionPID(t testing.TB, clientPort int) int {
+	t.Helper()
+	re := regexp.MustCompile(`^sslhandle: ok (\d+) \S+ \S*:` + strconv.Itoa(clientPort) + `$`)
+	pid, _ := strconv.Atoi(s.waitLog(t, re)[1])
+	return pid
 }
