@@ -6,6 +6,7 @@ require (
 	github.com/cpuguy83/go-md2man/v2 v2.0.7
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/landlock-lsm/go-landlock v0.11.2
+	github.com/pires/go-proxyproto v0.15.0
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0
 )

@@ -4,6 +4,7 @@ package integration
 // fixed set of long-lived handler processes.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -23,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
@@ -510,4 +513,94 @@ func (s *server) handleSessionPID(t testing.TB, clientPort int) int {
 	re := regexp.MustCompile(`^sslhandle: ok (\d+) \S+ \S*:` + strconv.Itoa(clientPort) + `$`)
 	pid, _ := strconv.Atoi(s.waitLog(t, re)[1])
 	return pid
+}
+
+// proxyBackend is a TCP echo service on loopback that reads a PROXY v2
+// header first and keeps each one.
+type proxyBackend struct {
+	ln      net.Listener
+	headers chan *proxyproto.Header
+}
+
+func startProxyBackend(t testing.TB) *proxyBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	b := &proxyBackend{ln: ln, headers: make(chan *proxyproto.Header, 16)}
+	go b.serve()
+	return b
+}
+
+func (b *proxyBackend) serve() {
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		go b.session(c.(*net.TCPConn))
+	}
+}
+
+// session reads the header, then echoes what follows it.
+func (b *proxyBackend) session(c *net.TCPConn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitTime))
+	r := bufio.NewReader(c)
+	h, err := proxyproto.Read(r)
+	if err != nil {
+		return
+	}
+	b.headers <- h
+	io.Copy(c, r)
+	c.CloseWrite()
+}
+
+// TestHandleProxyHeader: with proxy, the backend learns the client's
+// address, the TLS version and cipher, the SNI name, and which handler
+// served the session, from a PROXY v2 header ahead of the plaintext.
+func TestHandleProxyHeader(t *testing.T) {
+	b := startProxyBackend(t)
+	s := startHandle(t, []string{"-c", "2"}, b.ln.Addr().String(), "proxy")
+	handlers := s.waitHandlers(t, 2)
+	for i := 0; i < 3; i++ {
+		conn, raw := s.dialTLS(t, nil)
+		h := heldEcho{conn, raw}
+		if err := h.roundTrip("through a PROXY header\n"); err != nil {
+			t.Fatal(err)
+		}
+		hdr := <-b.headers
+		src, dst, ok := hdr.TCPAddrs()
+		if !ok || src.String() != raw.LocalAddr().String() || dst.String() != raw.RemoteAddr().String() {
+			t.Errorf("header addresses %v -> %v, want %v -> %v", src, dst, raw.LocalAddr(), raw.RemoteAddr())
+		}
+		tlvs, err := hdr.TLVs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ssl, ok := tlvparse.FindSSL(tlvs)
+		version, _ := ssl.SSLVersion()
+		cipher, _ := ssl.SSLCipher()
+		cs := conn.ConnectionState()
+		if !ok || version != "TLSv1.3" || cs.Version != tls.VersionTLS13 || cipher != tls.CipherSuiteName(cs.CipherSuite) {
+			t.Errorf("SSL TLV %+v: version %q cipher %q; the client has %s", ssl, version, cipher, tls.CipherSuiteName(cs.CipherSuite))
+		}
+		var sni, id string
+		for _, tlv := range tlvs {
+			switch tlv.Type {
+			case proxyproto.PP2_TYPE_AUTHORITY:
+				sni = string(tlv.Value)
+			case proxyproto.PP2_TYPE_UNIQUE_ID:
+				id = string(tlv.Value)
+			}
+		}
+		pid, _, _ := strings.Cut(id, ".")
+		if n, _ := strconv.Atoi(pid); sni != serverName || !slices.Contains(handlers, n) {
+			t.Errorf("authority %q, unique id %q; want %q and a handler of %v", sni, id, serverName, handlers)
+		}
+		conn.CloseWrite()
+		io.ReadAll(conn)
+	}
 }
