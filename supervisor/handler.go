@@ -3,6 +3,8 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -265,8 +267,8 @@ func (r *handlerRun) Wait() ExitState {
 		r.p.idle <- r.h
 		return ExitState{Code: int(end.Code)}
 	}
-	if err == nil {
-		r.p.srv.log.Warning("handler %d broke the protocol: message type %d out of turn", r.Pid(), m.Type())
+	if what := brokeProtocol(m, err); what != "" {
+		r.p.srv.log.Warning("handler %d broke the protocol: %s", r.Pid(), what)
 	}
 	r.h.kill()
 	<-r.h.gone
@@ -275,6 +277,18 @@ func (r *handlerRun) Wait() ExitState {
 		return st
 	}
 	return ExitState{Code: protocol.ExitTemp} // exited 0 in the middle of a session
+}
+
+// brokeProtocol says what was wrong with what a handler sent, or "" if
+// it just hung up (it died).
+func brokeProtocol(m protocol.Message, err error) string {
+	switch {
+	case err == nil:
+		return fmt.Sprintf("message type %d out of turn", m.Type())
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return ""
+	}
+	return err.Error()
 }
 
 func (r *handlerRun) finish() {
