@@ -467,6 +467,9 @@ func TestHandlePrivileges(t *testing.T) {
 			t.Errorf("handler %d: parent %d, session %d (%v); want parent %d and a session of its own", h, st.ppid, st.session, err, s.pid)
 		}
 		checkHandlerFDs(t, h, h == busy, stderr)
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", h)); err != nil || string(b) != "sslhandle\n" {
+			t.Errorf("handler %d is named %q (%v), want sslhandle", h, b, err)
+		}
 		if found, n := scanMemory(t, h, keyPatterns(cert)); len(found) > 0 {
 			t.Errorf("handler %d: private key material in memory (%d bytes scanned): %v", h, n, found)
 		}

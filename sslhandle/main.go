@@ -4,11 +4,28 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
 	"github.com/ucspi-tls/sslserver/tlsworker"
 )
+
+// init names a re-executed role after the binary, as a process started
+// from its file is named: roles are exec'd through /proc/self/exe, which
+// would name them "exe" in ps -e, top and pgrep. Package init runs on the
+// main thread, whose name is the process's.
+func init() {
+	switch os.Args[0] {
+	case protocol.WorkerArgv0, protocol.KeyHolderArgv0, protocol.HandlerArgv0:
+		if exe, err := os.Readlink("/proc/self/exe"); err == nil {
+			name, _ := unix.BytePtrFromString(filepath.Base(exe))
+			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+		}
+	}
+}
 
 // Handler serves one session and returns the status a program would
 // exit with (0 for success; 100 and 111 as in UCSPI). ctx is cancelled
