@@ -4,10 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ucspi-tls/sslserver/internal/proc"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
 	"github.com/ucspi-tls/sslserver/tlsworker"
@@ -21,8 +19,7 @@ func init() {
 	switch os.Args[0] {
 	case protocol.WorkerArgv0, protocol.KeyHolderArgv0, protocol.HandlerArgv0:
 		if exe, err := os.Readlink("/proc/self/exe"); err == nil {
-			name, _ := unix.BytePtrFromString(filepath.Base(exe))
-			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+			proc.SetName(filepath.Base(exe))
 		}
 	}
 }
