@@ -607,3 +607,35 @@ func TestHandleProxyHeader(t *testing.T) {
 		io.ReadAll(conn)
 	}
 }
+
+// TestHandleIdleHandlersKilled: every handler killed while idle, twice
+// over; sslhandle starts others, serves with them, and still stops
+// cleanly.
+func TestHandleIdleHandlersKilled(t *testing.T) {
+	b := startEchoBackend(t)
+	s := startHandle(t, []string{"-c", "3"}, b.path)
+	pids := s.waitHandlers(t, 3)
+	for round := 0; round < 2; round++ {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		s.waitCount(t, regexp.MustCompile(`handler \d+ ended \(signal 9\); starting another`), 3*(round+1))
+		next := s.waitHandlers(t, 3)
+		if slices.ContainsFunc(next, func(p int) bool { return slices.Contains(pids, p) }) {
+			t.Fatalf("handlers %v after killing %v", next, pids)
+		}
+		pids = next
+	}
+	if errs := s.runSessions(20, 4, 1000); len(errs) > 0 {
+		t.Fatalf("%d sessions failed, first: %v", len(errs), errs[0])
+	}
+	syscall.Kill(s.pid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(waitTime):
+		t.Fatal("sslhandle did not exit after SIGTERM")
+	}
+	if s.exitErr != nil {
+		t.Errorf("sslhandle exited with %v, want status 0", s.exitErr)
+	}
+}

@@ -35,12 +35,13 @@ type handlerPool struct {
 	n    int
 	args []string // a handler's argv
 	env  []string // a handler's environment at start: no session yet
-	idle chan *handler
 	seq  atomic.Uint32
 	wg   sync.WaitGroup // one per live handler's watcher
 
 	mu       sync.Mutex
 	live     map[*handler]struct{}
+	idle     []*handler    // oldest first; a handler that dies is taken out
+	changed  chan struct{} // closed (and replaced) when a handler becomes idle
 	stopping bool
 }
 
@@ -57,7 +58,7 @@ func newHandlerPool(s *Server) *handlerPool {
 	o := s.opt
 	return &handlerPool{
 		srv: s, n: o.MaxConn, args: append([]string{protocol.HandlerArgv0}, o.Program[1:]...),
-		env: env.Set(s.environ), idle: make(chan *handler, o.MaxConn), live: map[*handler]struct{}{},
+		env: env.Set(s.environ), live: map[*handler]struct{}{}, changed: make(chan struct{}),
 	}
 }
 
@@ -100,8 +101,17 @@ func (p *handlerPool) spawn() error {
 	p.wg.Add(1)
 	go p.watch(h)
 	p.srv.log.Info("handler %d started", pr.Pid())
-	p.idle <- h
+	p.put(h)
 	return nil
+}
+
+// put makes h idle and wakes whoever waits for a handler.
+func (p *handlerPool) put(h *handler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.idle = append(p.idle, h)
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // watch reaps a handler and, unless sslhandle is stopping, starts
@@ -113,6 +123,7 @@ func (p *handlerPool) watch(h *handler) {
 	h.ch.Close()
 	p.mu.Lock()
 	delete(p.live, h)
+	p.idle = slices.DeleteFunc(p.idle, func(x *handler) bool { return x == h })
 	stopping := p.stopping
 	p.mu.Unlock()
 	if stopping {
@@ -167,20 +178,35 @@ func (p *handlerPool) end() {
 	}
 }
 
-// get takes an idle live handler.
+// get takes the idle handler idle longest, waiting for one if need be.
 func (p *handlerPool) get() (*handler, error) {
 	t := time.NewTimer(handlerWait)
 	defer t.Stop()
 	for {
+		h, changed := p.takeIdle()
+		if h != nil {
+			return h, nil
+		}
 		select {
-		case h := <-p.idle:
-			if h.alive() {
-				return h, nil
-			}
+		case <-changed:
 		case <-t.C:
 			return nil, errors.New("no handler free")
 		}
 	}
+}
+
+// takeIdle takes the first live idle handler, or says what to wait for.
+func (p *handlerPool) takeIdle() (*handler, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.idle) > 0 {
+		h := p.idle[0]
+		p.idle = p.idle[1:]
+		if h.alive() {
+			return h, nil
+		}
+	}
+	return nil, p.changed
 }
 
 func (h *handler) alive() bool {
@@ -264,7 +290,7 @@ func (r *handlerRun) Wait() ExitState {
 	end, ok := m.(*protocol.HandlerEnd)
 	if err == nil && ok && end.Seq == r.seq {
 		r.finish()
-		r.p.idle <- r.h
+		r.p.put(r.h)
 		return ExitState{Code: int(end.Code)}
 	}
 	if what := brokeProtocol(m, err); what != "" {
