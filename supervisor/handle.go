@@ -26,7 +26,7 @@ type HandleConfig struct {
 func HandleMain(c HandleConfig) int {
 	fl := &flavor{
 		name:     c.Name,
-		help:     strings.ReplaceAll(HandleHelp, "sslhandle", c.Name),
+		help:     strings.Replace(HandleHelp, "usage: sslhandle", "usage: "+c.Name, 1),
 		parse:    func(args []string) (*Options, error) { return ParseHandleArgs(c.Name, args, c.Check) },
 		programs: func(s *Server) programSide { return newHandlerPool(s) },
 	}
