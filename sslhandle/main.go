@@ -42,6 +42,9 @@ type Server struct {
 	// in the supervisor: an error is a usage error (exit 100). The
 	// handlers get the same arguments from Session.Args.
 	Check func(args []string) error
+	// Operands names those arguments in --help's usage line, as
+	// "backend [ proxy ]"; "" is "[ args ... ]".
+	Operands string
 }
 
 // Main runs the program as sslhandle with h: see Server.Main.
@@ -65,7 +68,8 @@ func (srv *Server) Main() int {
 		return serveHandler(srv.Handler, os.Args[1:], os.Stderr)
 	}
 	return supervisor.HandleMain(supervisor.HandleConfig{
-		Name: srv.name(), Args: os.Args[1:], Check: srv.Check, Stdout: os.Stdout, Stderr: os.Stderr,
+		Name: srv.name(), Args: os.Args[1:], Check: srv.Check, Operands: srv.Operands,
+		Stdout: os.Stdout, Stderr: os.Stderr,
 	})
 }
 

@@ -18,7 +18,9 @@ type HandleConfig struct {
 	Args []string // the command line, without the program's name
 	// Check, if set, vets the operands after host and port (a handler's
 	// arguments) at start; an error is a usage error, exit 100.
-	Check          func(operands []string) error
+	Check func(operands []string) error
+	// Operands names them in --help's usage line; "" is "[ args ... ]".
+	Operands       string
 	Stdout, Stderr *os.File
 }
 
@@ -26,11 +28,23 @@ type HandleConfig struct {
 func HandleMain(c HandleConfig) int {
 	fl := &flavor{
 		name:     c.Name,
-		help:     strings.Replace(HandleHelp, "usage: sslhandle", "usage: "+c.Name, 1),
+		help:     c.help(),
 		parse:    func(args []string) (*Options, error) { return ParseHandleArgs(c.Name, args, c.Check) },
 		programs: func(s *Server) programSide { return newHandlerPool(s) },
 	}
 	return mainFlavor(c.Args, c.Stdout, c.Stderr, ExecSpawner{Stderr: c.Stderr}, fl)
+}
+
+// help is HandleHelp with the program's name and operands.
+func (c *HandleConfig) help() string {
+	usage := "usage: " + c.Name + " [ options ] host port "
+	if c.Operands != "" {
+		usage += c.Operands
+	} else {
+		usage += "[ args ... ]"
+	}
+	_, rest, _ := strings.Cut(HandleHelp, "\n")
+	return usage + "\n" + rest
 }
 
 // handleArgOptions are sslserver's options with an argument, and -f.

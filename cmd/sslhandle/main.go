@@ -18,6 +18,6 @@ import (
 )
 
 func main() {
-	srv := &sslhandle.Server{Handler: relay, Name: "sslhandle", Check: checkArgs}
+	srv := &sslhandle.Server{Handler: relay, Name: "sslhandle", Check: checkArgs, Operands: "backend [ proxy ]"}
 	os.Exit(srv.Main())
 }
