@@ -28,9 +28,9 @@ import (
 // configuration ("stunnel4 TIMEOUTclose=0").
 var Variants = []string{
 	"sslserver",
-	"sslhandle",
 	"sslserver SSL_PREFORK=0",
 	"sslserver SSL_WORKER_SESSIONS=1000",
+	"sslhandle",
 	"ceiling",
 	"stunnel4",
 	"socat",
