@@ -17,6 +17,8 @@ import (
 // dialWait bounds the connection to the backend.
 const dialWait = 10 * time.Second
 
+var errNoDelayed = errors.New("the relay needs TLS from the start: run sslhandle without -n")
+
 // backend is where sessions go, from the command line.
 type backend struct {
 	network, addr string
@@ -55,6 +57,11 @@ func relay(ctx context.Context, s *sslhandle.Session) int {
 	b, err := parseBackend(s.Args())
 	if err != nil {
 		return complain(err, protocol.ExitUsage)
+	}
+	if s.Delayed() {
+		// The connection is still plaintext, and this handler never asks
+		// for TLS: relaying it would serve the backend without TLS.
+		return complain(errNoDelayed, protocol.ExitUsage)
 	}
 	d := net.Dialer{Timeout: dialWait}
 	up, err := d.DialContext(ctx, b.network, b.addr)
