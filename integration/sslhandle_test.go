@@ -639,3 +639,19 @@ func TestHandleIdleHandlersKilled(t *testing.T) {
 		t.Errorf("sslhandle exited with %v, want status 0", s.exitErr)
 	}
 }
+
+// TestHandleRelayRefusesDelayed: under -n the relay would pass plaintext
+// to the backend; it refuses the session instead.
+func TestHandleRelayRefusesDelayed(t *testing.T) {
+	b := startEchoBackend(t)
+	s := startHandle(t, []string{"-n", "-c", "1"}, b.path)
+	c := s.dialTCP(t)
+	io.WriteString(c, "plaintext\n")
+	if got, err := io.ReadAll(c); len(got) > 0 || isTimeout(err) {
+		t.Fatalf("the client got %q, %v; want the connection closed", got, err)
+	}
+	s.waitLog(t, regexp.MustCompile(`end \d+ status 100$`))
+	if peers := b.peers(); len(peers) > 0 {
+		t.Errorf("the backend was reached: %v", peers)
+	}
+}
