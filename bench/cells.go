@@ -34,7 +34,15 @@ const (
 	progFirstByte                // /bin/echo: one byte at once
 	progDiscard                  // cat >/dev/null
 	progEcho                     // cat
+	// The front cells: no program, but a backend in the driver (see
+	// backend.go) that the TLS front connects to for each session.
+	progBackendClose   // closes at once
+	progBackendDiscard // reads to the end
+	progBackendEcho    // echoes
 )
+
+// backend says whether p is served by a backend behind a TLS front.
+func (p program) backend() bool { return p >= progBackendClose }
 
 // cell is one row group of the table: one measurement of every server.
 type cell struct {
@@ -75,6 +83,10 @@ var cells = []cell{
 	{name: "bulk echo (cat)", measure: mBulkEcho, prog: progEcho, quick: true, extra: bulkExtra},
 	{name: "memory, 100 idle sessions", measure: mMemory, prog: progEcho, sessions: 100, fixed: true, quick: true},
 	{name: "memory, 1000 idle sessions", measure: mMemory, prog: progEcho, sessions: 1000, rounds: 1},
+	// A TLS front for a TCP service: the same through to a backend.
+	{name: "front: rate to a backend that closes, 8 clients", measure: mRate, prog: progBackendClose, clients: 8, cpu: true, quick: true},
+	{name: "front: bulk up to a backend", measure: mBulkUp, prog: progBackendDiscard, quick: true, extra: bulkExtra},
+	{name: "front: bulk echo through a backend", measure: mBulkEcho, prog: progBackendEcho, quick: true, extra: bulkExtra},
 }
 
 // quickSessions replaces the memory cells' session count in a quick run.
@@ -131,7 +143,11 @@ func (c *cell) metrics() []metric {
 }
 
 // argv is the program's command line; dir holds the helper scripts.
+// The front cells have none.
 func (p program) argv(bin, dir string) []string {
+	if p.backend() {
+		return nil
+	}
 	switch p {
 	case progSMTP:
 		return []string{filepath.Join(bin, "ucspitls-smtpd"), "bench.example"}

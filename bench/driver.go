@@ -39,6 +39,7 @@ type driver struct {
 	tm       timing
 	rep      *report
 	log      io.Writer
+	backend  string // host:port of the running cell's backend, in the front cells
 
 	mu   sync.Mutex
 	live map[*server]bool // started and not yet stopped
@@ -147,6 +148,15 @@ func (d *driver) makeFiles() error {
 // still gives comparable figures.
 func (d *driver) runCell(ctx context.Context, c *cell, n, of int) {
 	rows := d.addRows(c)
+	if c.prog.backend() {
+		b, err := startBackend(c.prog)
+		if err != nil {
+			d.rep.note(fmt.Sprintf("%s: no backend: %v", c.name, err))
+			return
+		}
+		defer b.stop()
+		d.backend = b.addr()
+	}
 	servers := d.startServers(ctx, c, rows)
 	defer d.stopServers(servers)
 	if c.measure == mRate || c.measure == mFirstByte {
@@ -275,8 +285,12 @@ func markRows(rows []*row, variant, reason string) {
 }
 
 func (d *driver) setupFor(c *cell) *setup {
-	return &setup{dir: d.dir, cert: d.certs[c.key], program: c.prog.argv(d.tools.bin, d.dir),
+	st := &setup{dir: d.dir, cert: d.certs[c.key], program: c.prog.argv(d.tools.bin, d.dir),
 		starttls: c.prog == progSMTP, maxConn: 2000}
+	if c.prog.backend() {
+		st.backend, st.closes = d.backend, c.prog == progBackendClose
+	}
+	return st
 }
 
 func (d *driver) startOne(ctx context.Context, v *variant, st *setup, c *cell) (*server, error) {

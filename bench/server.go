@@ -77,7 +77,7 @@ func startServer(ctx context.Context, v *variant, t *tools, st *setup, c *cell, 
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", v.name, err)
 	}
-	s := &server{v: v, program: st.program[0], cmd: cmd, target: target, logf: logf, done: make(chan struct{})}
+	s := &server{v: v, program: firstWord(frontProgram(st)), cmd: cmd, target: target, logf: logf, done: make(chan struct{})}
 	go s.reap()
 	if err := s.ready(ctx, c); err != nil {
 		s.stop()
@@ -127,13 +127,13 @@ func probe(ctx context.Context, c *cell, t load.Target) error {
 	ctx, cancel := context.WithTimeout(ctx, probeWait)
 	defer cancel()
 	switch c.prog {
-	case progEcho:
+	case progEcho, progBackendEcho:
 		h, err := load.Hold(ctx, t, 1, probeWait)
 		if err == nil {
 			h.Close()
 		}
 		return err
-	case progDiscard:
+	case progDiscard, progBackendDiscard:
 		_, err := load.Bulk(ctx, t, load.Upload, 0, 0)
 		return err
 	}
@@ -195,4 +195,13 @@ func (s *server) logTail() string {
 		return "(no output)"
 	}
 	return strings.ReplaceAll(t, "\n", " | ")
+}
+
+// firstWord is argv[0], or "" for a front cell's server that runs no
+// program.
+func firstWord(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	return argv[0]
 }

@@ -3,10 +3,13 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,10 +30,12 @@ var Variants = []string{
 	"sslserver",
 	"sslserver SSL_PREFORK=0",
 	"sslserver SSL_WORKER_SESSIONS=1000",
+	"sslhandle",
 	"ceiling",
 	"stunnel4",
 	"socat",
 	"tcpserver",
+	"hitch",
 }
 
 // The variants every other one is compared with.
@@ -46,7 +51,9 @@ type setup struct {
 	addr    string // 127.0.0.1:port
 	port    int
 	cert    *certFiles
-	program []string // argv; program[0] is a path
+	program []string // argv; program[0] is a path; none in the front cells
+	backend string   // the front cells: host:port of the backend
+	closes  bool     // the backend closes at once
 	// starttls: the program turns TLS on itself (UCSPI-TLS, sslserver -n);
 	// servers without UCSPI-TLS use their own STARTTLS, if any.
 	starttls bool
@@ -63,22 +70,26 @@ type tools struct {
 
 // kind is one way of starting a server.
 type kind struct {
-	config   bool   // extra words are configuration lines, not flags and environment
-	tls      bool   // false: plaintext, the spawn floor
-	starttls bool   // can serve an SMTP program through STARTTLS
-	x25519   bool   // can agree on X25519 (socat 1.7 offers P-256 only)
-	root     bool   // must run as root
-	binary   string // looked up in PATH, or in tools.bin when local
-	local    bool
-	pooled   bool   // keeps more processes idle after a busy round than before it
-	pkg      string // the Debian package that brings binary
-	command  func(t *tools, s *setup, extra []string) (*exec.Cmd, error)
+	config    bool   // extra words are configuration lines, not flags and environment
+	tls       bool   // false: plaintext, the spawn floor
+	starttls  bool   // can serve an SMTP program through STARTTLS
+	x25519    bool   // can agree on X25519 (socat 1.7 offers P-256 only)
+	root      bool   // must run as root
+	binary    string // looked up in PATH, or in tools.bin when local
+	local     bool
+	pooled    bool   // keeps more processes idle after a busy round than before it
+	pkg       string // the Debian package that brings binary
+	front     bool   // can front a TCP backend (the front cells)
+	onlyFront bool   // runs no program: the front cells only
+	command   func(t *tools, s *setup, extra []string) (*exec.Cmd, error)
 }
 
 var kinds = map[string]*kind{
-	"sslserver": {tls: true, starttls: true, x25519: true, root: true, binary: "sslserver", local: true, pooled: true, command: sslserverCmd},
+	"sslserver": {tls: true, starttls: true, x25519: true, root: true, binary: "sslserver", local: true, pooled: true, front: true, command: sslserverCmd},
 	"ceiling":   {tls: true, starttls: true, x25519: true, command: ceilingCmd},
-	"stunnel4":  {config: true, tls: true, starttls: true, x25519: true, binary: "stunnel4", pkg: "stunnel4", command: stunnelCmd},
+	"stunnel4":  {config: true, tls: true, starttls: true, x25519: true, binary: "stunnel4", pkg: "stunnel4", front: true, command: stunnelCmd},
+	"sslhandle": {tls: true, x25519: true, root: true, binary: "sslhandle", local: true, front: true, onlyFront: true, command: sslhandleCmd},
+	"hitch":     {config: true, tls: true, x25519: true, binary: "hitch", pkg: "hitch", front: true, onlyFront: true, command: hitchCmd},
 	"socat":     {tls: true, binary: "socat", pkg: "socat", command: socatCmd},
 	"tcpserver": {binary: "tcpserver", pkg: "ucspi-tcp", command: tcpserverCmd},
 }
@@ -171,6 +182,9 @@ func (v *variant) path(t *tools) (string, error) {
 // server runs the SMTP program without STARTTLS, but has nothing to show
 // where only the key or the key exchange differs.
 func (v *variant) serves(c *cell) bool {
+	if c.prog.backend() != v.kind.front && (c.prog.backend() || v.kind.onlyFront) {
+		return false
+	}
 	if !v.kind.tls {
 		return !c.x25519 && c.key == ecdsaP256
 	}
@@ -203,7 +217,7 @@ func sslserverCmd(t *tools, s *setup, extra []string) (*exec.Cmd, error) {
 	}
 	args = append(args, extra...)
 	args = append(args, "127.0.0.1", strconv.Itoa(s.port))
-	cmd := exec.Command(filepath.Join(t.bin, "sslserver"), append(args, s.program...)...)
+	cmd := exec.Command(filepath.Join(t.bin, "sslserver"), append(args, frontProgram(s)...)...)
 	cmd.Env = append(os.Environ(), "CERTFILE="+s.cert.Cert, "KEYFILE="+s.cert.Key,
 		"SSL_UID="+strconv.Itoa(t.uid), "SSL_GID="+strconv.Itoa(t.gid))
 	return cmd, nil
@@ -243,7 +257,11 @@ func stunnelCmd(_ *tools, s *setup, extra []string) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "foreground = yes\npid =\nsyslog = no\ndebug = 3\n\n[bench]\n")
 	fmt.Fprintf(&b, "accept = %s\ncert = %s\nkey = %s\n", s.addr, s.cert.Cert, s.cert.Key)
-	fmt.Fprintf(&b, "exec = %s\nexecArgs = %s\n", s.program[0], strings.Join(s.program, " "))
+	if s.backend != "" {
+		fmt.Fprintf(&b, "connect = %s\n", s.backend)
+	} else {
+		fmt.Fprintf(&b, "exec = %s\nexecArgs = %s\n", s.program[0], strings.Join(s.program, " "))
+	}
 	if s.starttls {
 		b.WriteString("protocol = smtp\n")
 	}
@@ -255,4 +273,87 @@ func stunnelCmd(_ *tools, s *setup, extra []string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	return exec.Command("stunnel4", conf), nil
+}
+
+// frontProgram is what sslserver runs per session: the cell's program,
+// or in the front cells socat relaying to the backend, a program per
+// session where sslhandle has a long-lived handler. The shell closes
+// fds 3 to 5 first: socat half-closes by closing fd 1, and fd 5 (the
+// same pipe, $SSLWRITEFD) would keep the client waiting for the end of
+// data until socat's own timeout. When the backend closes at once, -t 0
+// has socat exit at that: the worker waits for the program's exit
+// before it ends the session, and socat would wait half a second for
+// the client's end of data.
+func frontProgram(s *setup) []string {
+	if s.backend == "" {
+		return s.program
+	}
+	timeout := "0.5"
+	if s.closes {
+		timeout = "0"
+	}
+	return []string{"/bin/sh", "-c", "exec socat -t $1 STDIO TCP:$0 3<&- 4<&- 5>&-", s.backend, timeout}
+}
+
+// handleWorkers is how many handlers sslhandle runs in the front cells:
+// enough for the 8 clients of the rate cell and their sessions that are
+// still closing; each is a whole Go process.
+const handleWorkers = 16
+
+// sslhandleCmd: sslhandle relaying to the backend, with sslserver's
+// flags (-c is the number of handler processes).
+func sslhandleCmd(t *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	args := ucspiFlags(&setup{maxConn: handleWorkers})
+	args = append(args, extra...)
+	args = append(args, "127.0.0.1", strconv.Itoa(s.port), s.backend)
+	cmd := exec.Command(filepath.Join(t.bin, "sslhandle"), args...)
+	cmd.Env = append(os.Environ(), "CERTFILE="+s.cert.Cert, "KEYFILE="+s.cert.Key,
+		"SSL_UID="+strconv.Itoa(t.uid), "SSL_GID="+strconv.Itoa(t.gid))
+	return cmd, nil
+}
+
+// hitchCmd: hitch in the foreground with as many worker processes as
+// cores (its advice), relaying to the backend; extra words are lines of
+// its configuration ("hitch ciphers=...").
+func hitchCmd(t *tools, s *setup, extra []string) (*exec.Cmd, error) {
+	pem := filepath.Join(s.dir, fmt.Sprintf("hitch-%d.pem", s.port))
+	if err := concatFiles(pem, s.cert.Cert, s.cert.Key); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(s.dir, fmt.Sprintf("hitch-%d.conf", s.port))
+	var b strings.Builder
+	fmt.Fprintf(&b, "frontend = \"[127.0.0.1]:%d\"\nbackend = \"[%s]:%s\"\n", s.port, backendHost(s.backend), backendPort(s.backend))
+	fmt.Fprintf(&b, "pem-file = \"%s\"\nworkers = %d\ndaemon = off\nbacklog = 1024\nquiet = on\n", pem, runtime.NumCPU())
+	// It refuses to run its workers as root: the workers' ids of sslserver.
+	if u, err := user.LookupId(strconv.Itoa(t.uid)); err == nil {
+		fmt.Fprintf(&b, "user = \"%s\"\n", u.Username)
+	}
+	if g, err := user.LookupGroupId(strconv.Itoa(t.gid)); err == nil {
+		fmt.Fprintf(&b, "group = \"%s\"\n", g.Name)
+	}
+	for _, line := range extra {
+		name, value, _ := strings.Cut(line, "=")
+		fmt.Fprintf(&b, "%s = %s\n", name, value)
+	}
+	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return exec.Command("hitch", "--config="+conf), nil
+}
+
+func backendHost(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func backendPort(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// concatFiles writes the files one after another into dst, for hitch's
+// PEM of key and certificate.
+func concatFiles(dst string, srcs ...string) error {
+	var all []byte
+	for _, f := range srcs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		all = append(all, b...)
+	}
+	return os.WriteFile(dst, all, 0o600)
 }

@@ -19,6 +19,7 @@ import (
 // (contrib/), with their modes.
 var installed = map[string]fs.FileMode{
 	"usr/local/bin/sslserver":                                            0o755,
+	"usr/local/bin/sslhandle":                                            0o755,
 	"usr/local/bin/sslclient":                                            0o755,
 	"usr/local/bin/sslrules":                                             0o755,
 	"usr/local/bin/sslrulescheck":                                        0o755,
@@ -26,6 +27,7 @@ var installed = map[string]fs.FileMode{
 	"usr/local/bin/sslconnect":                                           0o755,
 	"usr/local/bin/https@":                                               0o755,
 	"usr/local/share/man/man8/sslserver.8":                               0o644,
+	"usr/local/share/man/man8/sslhandle.8":                               0o644,
 	"usr/local/share/man/man1/sslclient.1":                               0o644,
 	"usr/local/share/man/man1/sslrules.1":                                0o644,
 	"usr/local/share/man/man1/sslrulescheck.1":                           0o644,

@@ -64,6 +64,7 @@ type serverConfig struct {
 	stderr    stderrKind // what sslserver's stderr is; default a pipe
 	wrap      []string   // a command that execs sslserver, as setpriv does
 	hostile   int        // a uid: sslserver is this test binary, its workers of that uid follow setPlan
+	selfAs    string     // the server is this test binary in this role of roles (an sslhandle program)
 }
 
 // stderrKind is what sslserver's stderr is: the test reads the log from
@@ -116,6 +117,10 @@ func startServer(t testing.TB, cfg serverConfig) *server {
 	s.cmd.Env = serverEnv(t, cfg)
 	if cfg.hostile != 0 {
 		s.hostile(cfg.hostile)
+	}
+	if cfg.selfAs != "" {
+		s.cmd.Path = itestBin
+		s.cmd.Env = append(s.cmd.Env, roleVar+"="+cfg.selfAs)
 	}
 	// Its own process group, so cleanup can kill every process it started.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

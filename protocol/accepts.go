@@ -29,6 +29,10 @@ var (
 	ClientOrders = accepts(MsgClientConfig, MsgProgramExited)
 	// sslclient's end of its TLS process's channel.
 	ClientReports = accepts(MsgClientReady, MsgHandshakeDone, MsgSessionFailed)
+	// An sslhandle handler's end of its channel to the supervisor.
+	HandlerOrders = accepts(MsgHandlerSession, MsgHandlerAbort)
+	// The supervisor's end of an sslhandle handler's channel.
+	HandlerReports = accepts(MsgHandlerEnd)
 )
 
 func accepts(types ...MsgType) Accepts {

@@ -15,6 +15,7 @@ var acceptSets = map[string]Accepts{
 	"KeyHolderOrders": KeyHolderOrders, "KeyHolderReports": KeyHolderReports,
 	"SignRequests": SignRequests, "SignReplies": SignReplies,
 	"ClientOrders": ClientOrders, "ClientReports": ClientReports,
+	"HandlerOrders": HandlerOrders, "HandlerReports": HandlerReports,
 }
 
 // TestAcceptSetsCoverEveryMessage: each type can be received somewhere,
@@ -22,7 +23,8 @@ var acceptSets = map[string]Accepts{
 // get them.
 func TestAcceptSetsCoverEveryMessage(t *testing.T) {
 	fdReceivers := map[MsgType]string{MsgKeys: "KeyHolderOrders", MsgNewWorker: "KeyHolderOrders",
-		MsgSession: "SupervisorOrders", MsgKeyChannel: "SupervisorOrders", MsgClientConfig: "ClientOrders"}
+		MsgSession: "SupervisorOrders", MsgKeyChannel: "SupervisorOrders", MsgClientConfig: "ClientOrders",
+		MsgHandlerSession: "HandlerOrders"}
 	for _, m := range sampleMessages() {
 		var in []string
 		for name, set := range acceptSets {

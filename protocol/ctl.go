@@ -41,6 +41,11 @@ const MaxBlock = 64 << 10
 // EncodeBlock returns NAME=value\0...\0 followed by one more \0; an empty
 // list gives \0\0.
 func EncodeBlock(vars []Var) ([]byte, error) {
+	return encodeVars(vars, MaxBlock)
+}
+
+// encodeVars is EncodeBlock with max bytes at most.
+func encodeVars(vars []Var, max int) ([]byte, error) {
 	var b bytes.Buffer
 	for _, v := range vars {
 		if err := checkVar(v); err != nil {
@@ -55,8 +60,8 @@ func EncodeBlock(vars []Var) ([]byte, error) {
 		b.WriteByte(0)
 	}
 	b.WriteByte(0)
-	if b.Len() > MaxBlock {
-		return nil, fmt.Errorf("reply block of %d bytes exceeds %d", b.Len(), MaxBlock)
+	if b.Len() > max {
+		return nil, fmt.Errorf("reply block of %d bytes exceeds %d", b.Len(), max)
 	}
 	return b.Bytes(), nil
 }
@@ -64,8 +69,13 @@ func EncodeBlock(vars []Var) ([]byte, error) {
 // DecodeBlock is the strict inverse of EncodeBlock: the input must be one
 // whole block and nothing more.
 func DecodeBlock(p []byte) ([]Var, error) {
-	if len(p) > MaxBlock {
-		return nil, fmt.Errorf("reply block of %d bytes exceeds %d", len(p), MaxBlock)
+	return decodeVars(p, MaxBlock)
+}
+
+// decodeVars is DecodeBlock with max bytes at most.
+func decodeVars(p []byte, max int) ([]Var, error) {
+	if len(p) > max {
+		return nil, fmt.Errorf("reply block of %d bytes exceeds %d", len(p), max)
 	}
 	if bytes.Equal(p, []byte{0, 0}) {
 		return nil, nil

@@ -242,6 +242,12 @@ func newMessage(t MsgType) (Message, error) {
 		return new(ClientConfig), nil
 	case MsgClientReady:
 		return new(ClientReady), nil
+	case MsgHandlerSession:
+		return new(HandlerSession), nil
+	case MsgHandlerEnd:
+		return new(HandlerEnd), nil
+	case MsgHandlerAbort:
+		return new(HandlerAbort), nil
 	}
 	return nil, fmt.Errorf("unknown message type %d", t)
 }
@@ -255,6 +261,8 @@ func Files(m Message) int {
 		return 1
 	case *Session:
 		return SessionFiles
+	case *HandlerSession:
+		return handlerSessionFiles(m)
 	case *ClientConfig:
 		if m.HasKey() {
 			return 1

@@ -45,6 +45,9 @@ func sampleMessages() []Message {
 		&KeysFailed{Reason: "bad passphrase"},
 		&NewWorker{ID: 0xfffffff0, Signs: 1, WaitMsec: 3626000},
 		&Grant{ID: 7, Signs: 1},
+		&HandlerSession{Seq: 12, Delayed: true, Env: []byte("PROTO=SSL\x00SSL_PROTOCOL=TLSv1.3\x00\x00")},
+		&HandlerEnd{Seq: 12, Code: 111},
+		&HandlerAbort{Seq: 12},
 	}
 }
 

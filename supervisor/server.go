@@ -48,6 +48,7 @@ type Server struct {
 	seq     atomic.Uint32 // session numbers, for the worker protocol
 	environ []string      // the program's base environment
 	proxies proxyTrust    // PROXYFROM
+	program programSide   // runs each session's program; nil: exec it (sslserver)
 
 	mu       sync.Mutex
 	active   int
@@ -66,18 +67,24 @@ func Main(args []string, stdout, stderr *os.File) int {
 
 // MainWith is Main with another way to start processes.
 func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
-	opt, err := ParseArgs(args)
+	return mainFlavor(args, stdout, stderr, sp, sslserverFlavor)
+}
+
+// mainFlavor is the main of sslserver and of sslhandle, which differ as
+// fl says.
+func mainFlavor(args []string, stdout, stderr *os.File, sp Spawner, fl *flavor) int {
+	opt, err := fl.parse(args)
 	if errors.Is(err, getopt.ErrHelp) {
-		fmt.Fprint(stdout, Help)
+		fmt.Fprint(stdout, fl.help)
 		return protocol.ExitOK
 	}
 	if err != nil {
-		getopt.PrintUsage(stderr, "sslserver", err)
+		getopt.PrintUsage(stderr, fl.name, err)
 		return protocol.ExitUsage
 	}
 	defer surviveBrokenPipe()()
 	out := newLogQueue()
-	log := NewLog(out, "sslserver", opt.Verbosity, os.Getenv(LogFormatVar) == "json")
+	log := NewLog(out, fl.name, opt.Verbosity, os.Getenv(LogFormatVar) == "json")
 	out.resumed = log.lost
 	out.start(stderr)
 	defer out.close(logFlushWait)
@@ -110,6 +117,14 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		log.Fatal("unable to start a TLS worker: %v", err)
 		s.kh.shutdown()
 		return protocol.ExitTemp
+	}
+	if s.program = fl.programs(s); s.program != nil {
+		if err := s.program.begin(); err != nil {
+			log.Fatal("%v", err)
+			s.pool.stop()
+			s.kh.shutdown()
+			return protocol.ExitTemp
+		}
 	}
 	s.notify(daemonReady)
 	s.serve(ln)
@@ -373,6 +388,9 @@ func (s *Server) drain() {
 		s.log.Warning("ending %d sessions still running after %v", s.count(), drainWait)
 		s.killAll()
 		<-done
+	}
+	if s.program != nil {
+		s.program.end()
 	}
 	s.pool.stop()
 	s.kh.shutdown()

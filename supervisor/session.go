@@ -311,7 +311,7 @@ func (ss *session) exec(tlsVars []env.Var) Process {
 	// The fd map has the last word: it comes after the rules' variables.
 	last := append(slices.Clip(ss.ruleEnv), fdVars()...)
 	environ := env.Program(s.environ, ss.ep, env.Options{TCPVars: o.TCPVars}, tlsVars, last)
-	p, err := s.spawn.Start(&ProcSpec{Path: proc.LookPath(o.Program[0]), Args: o.Program, Env: environ,
+	p, err := s.programs().Start(&ProcSpec{Path: proc.LookPath(o.Program[0]), Args: o.Program, Env: environ,
 		Stdin: in, Stdout: out, Extra: extra, Cred: programCred(o)})
 	if err != nil {
 		s.log.Warning("unable to run %s: %v", o.Program[0], err)

@@ -9,10 +9,8 @@ package main
 
 import (
 	"os"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/ucspi-tls/sslserver/internal/proc"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
 	"github.com/ucspi-tls/sslserver/tlsworker"
@@ -26,8 +24,7 @@ import (
 func init() {
 	switch os.Args[0] {
 	case protocol.WorkerArgv0, protocol.KeyHolderArgv0:
-		name, _ := unix.BytePtrFromString("sslserver")
-		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+		proc.SetName("sslserver")
 	}
 }
 

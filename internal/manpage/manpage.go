@@ -21,6 +21,7 @@ import (
 // page name and section; a link to one becomes a reference to the page.
 var Pages = map[string]Page{
 	"sslserver.md":     {"sslserver", "8"},
+	"sslhandle.md":     {"sslhandle", "8"},
 	"sslclient.md":     {"sslclient", "1"},
 	"sslrules.md":      {"sslrules", "1"},
 	"sslrulescheck.md": {"sslrulescheck", "1"},

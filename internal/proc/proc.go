@@ -1,6 +1,7 @@
-// Package proc holds the two small things sslserver and sslclient both
-// do with the programs they run: find them as execvp would, and end
-// them politely, then firmly.
+// Package proc holds the small things sslserver, sslclient and
+// sslhandle all do with the processes they run: find a program as
+// execvp would, end it politely, then firmly, and name a re-executed
+// role as ps shows it.
 package proc
 
 import (
