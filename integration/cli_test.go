@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -125,27 +124,6 @@ func TestKeyAndCertErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want 111 and %s", code, stderr, want)
 			}
 		})
-	}
-}
-
-// TestSIGHUPIgnored: until certificates can be reloaded, SIGHUP is
-// logged and ignored: a session open across it goes on, and new ones are
-// served.
-func TestSIGHUPIgnored(t *testing.T) {
-	s := startServer(t, serverConfig{role: "echo"})
-	tc, _ := s.dialTLS(t, nil)
-	echoRoundTrip(t, tc, "before SIGHUP")
-	if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	s.waitLog(t, regexp.MustCompile(`^sslserver: warning: SIGHUP ignored: certificate reload is not implemented yet; restart sslserver to load new certificates$`))
-	echoRoundTrip(t, tc, "across SIGHUP")
-	tc.Close()
-	s.goodSession(t, "after SIGHUP")
-	select {
-	case <-s.exited:
-		t.Fatalf("sslserver exited after SIGHUP: %v", s.exitErr)
-	default:
 	}
 }
 

@@ -235,7 +235,7 @@ func TestTimeoutsSurviveTheWorkerConfig(t *testing.T) {
 		if err != nil {
 			continue // refusing is fine
 		}
-		c := (&Server{opt: o, tls: &tlsSetup{}}).workerConfig()
+		c := (&Server{opt: o, tls: &tlsSetup{certSet: &certSet{}}}).workerConfig()
 		if got := time.Duration(c.IdleMsec) * time.Millisecond; got != o.Idle {
 			t.Errorf("%q: idle %v reaches the worker as %v", args, o.Idle, got)
 		}

@@ -44,6 +44,8 @@ type Server struct {
 	tls     *tlsSetup
 	kh      *keyHolder
 	pool    *workerPool
+	reloads reloader
+	poll    time.Duration // SSL_RELOAD_POLL
 	seq     atomic.Uint32 // session numbers, for the worker protocol
 	environ []string      // the program's base environment
 
@@ -80,11 +82,11 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 	out.start(stderr)
 	defer out.close(logFlushWait)
 	// Caught from here on: by default SIGHUP would kill sslserver without
-	// draining, leaving workers and programs behind.
+	// draining, leaving workers and programs behind. One that comes before
+	// the server is ready waits in the channel and reloads then.
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
-	go ignoreHangups(hups, log)
 	// Descriptors inherited from whoever started us must not reach a
 	// worker, the key holder or a program.
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -109,6 +111,7 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		s.kh.shutdown()
 		return protocol.ExitTemp
 	}
+	go s.watchCerts(hups, s.poll)
 	s.serve(ln)
 	return protocol.ExitOK
 }
@@ -139,6 +142,9 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	}
 	s.pool = &workerPool{srv: s}
 	if s.pool.target, s.pool.sessions, err = poolSettings(os.Getenv, opt.MaxConn); err != nil {
+		return nil, nil, err
+	}
+	if s.poll, err = pollInterval(os.Getenv); err != nil {
 		return nil, nil, err
 	}
 	s.perIP.count = map[netip.Addr]int{}
@@ -265,15 +271,6 @@ func (s *Server) serve(ln *net.TCPListener) {
 		s.startSession(c)
 	}
 	s.drain()
-}
-
-// ignoreHangups logs each SIGHUP and does nothing else: an operator used
-// to daemons that reload on SIGHUP learns that this one does not (yet),
-// and sslserver keeps serving.
-func ignoreHangups(hups <-chan os.Signal, log *Log) {
-	for range hups {
-		log.Warning("SIGHUP ignored: certificate reload is not implemented yet; restart sslserver to load new certificates")
-	}
 }
 
 func (s *Server) stopOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {

@@ -23,10 +23,7 @@ import (
 // tlsSetup is everything TLS that the supervisor resolves at start, as
 // numbers, DER and paths: workers and the key holder look nothing up.
 type tlsSetup struct {
-	certs      []protocol.Cert
-	leaves     []*x509.Certificate // by key index
-	keyPaths   []string            // by key index
-	keyVars    []string            // by key index: where the path came from, for errors
+	*certSet   // as read at start; the key holder has the current one (see keyHolder.set)
 	suites     []uint16
 	uid, gid   uint32
 	root       string
@@ -94,18 +91,11 @@ type getenv func(string) string
 // KEYFILE:name pairs of s6's SNI convention, CIPHERS, and the worker's
 // SSL_UID, SSL_GID and SSL_CHROOT.
 func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error) {
-	t := &tlsSetup{}
-	if get("CERTFILE") == "" {
-		return nil, fmt.Errorf("CERTFILE is not set")
-	}
-	if err := t.addCert("", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+	set, err := loadCerts(get, environ)
+	if err != nil {
 		return nil, err
 	}
-	for _, name := range sniNames(environ) {
-		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
-			return nil, err
-		}
-	}
+	t := &tlsSetup{certSet: set}
 	suites, ignored, err := cipherSuites(get("CIPHERS"))
 	if err != nil {
 		return nil, err
@@ -136,7 +126,37 @@ func sniNames(environ []string) []string {
 	return names
 }
 
-func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
+// certSet is one generation of certificates: what CERTFILE, KEYFILE,
+// CERTCHAINFILE and the SNI pairs held when they were read. A reload
+// makes a new one and switches to it whole.
+type certSet struct {
+	certs    []protocol.Cert
+	leaves   []*x509.Certificate // by key index
+	keyPaths []string            // by key index
+	keyVars  []string            // by key index: where the path came from, for errors
+	files    []string            // every file read, for the poll that sees them change
+}
+
+// loadCerts reads and checks CERTFILE, KEYFILE, CERTCHAINFILE and the
+// CERTFILE:name / KEYFILE:name pairs; the keys themselves are read by the
+// key holder.
+func loadCerts(get getenv, environ []string) (*certSet, error) {
+	t := &certSet{}
+	if get("CERTFILE") == "" {
+		return nil, fmt.Errorf("CERTFILE is not set")
+	}
+	if err := t.addCert("", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+		return nil, err
+	}
+	for _, name := range sniNames(environ) {
+		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *certSet) addCert(name, certFile, keyFile, chainFile string) error {
 	certVar, keyVar := "CERTFILE", "KEYFILE"
 	if name != "" {
 		certVar, keyVar = certVar+":"+name, keyVar+":"+name
@@ -182,6 +202,10 @@ func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
 	t.keyPaths = append(t.keyPaths, keyFile)
 	t.keyVars = append(t.keyVars, keyDesc)
 	t.leaves = append(t.leaves, leaf)
+	t.files = append(t.files, certFile, keyFile)
+	if chainFile != "" {
+		t.files = append(t.files, chainFile)
+	}
 	return nil
 }
 
@@ -194,7 +218,7 @@ func hasKeyBlock(pemData []byte) bool {
 
 // keyFailure names the file and variable of the key a KeysFailed reason
 // is about.
-func (t *tlsSetup) keyFailure(reason string) error {
+func (t *certSet) keyFailure(reason string) error {
 	if i, failure, ok := protocol.ParseKeyReason(reason); ok && i < len(t.keyVars) {
 		return fmt.Errorf("%s: %s", t.keyVars[i], failure)
 	}
@@ -202,7 +226,7 @@ func (t *tlsSetup) keyFailure(reason string) error {
 }
 
 // checkPublic compares the key holder's public keys with the leaves.
-func (t *tlsSetup) checkPublic(public [][]byte) error {
+func (t *certSet) checkPublic(public [][]byte) error {
 	if len(public) != len(t.leaves) {
 		return fmt.Errorf("key holder loaded %d keys, want %d", len(public), len(t.leaves))
 	}

@@ -132,15 +132,20 @@ func sendPublic(sup *protocol.Channel, signers []crypto.Signer) error {
 }
 
 // serveSupervisor takes worker channels, and grants for them, until the
-// supervisor hangs up.
+// supervisor hangs up; it returns once the workers it has have hung up
+// too. A reload makes the supervisor hang up on the key holder it
+// replaces, and the sessions that began with that key holder's keys
+// finish with them.
 func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 	var (
 		mu      sync.Mutex
 		workers = map[uint32]*workerClient{}
+		serving sync.WaitGroup
 	)
 	for {
 		m, files, err := sup.Recv()
 		if errors.Is(err, io.EOF) {
+			serving.Wait()
 			return protocol.ExitOK
 		}
 		if err != nil {
@@ -162,7 +167,9 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 			if old != nil {
 				return fail(protocol.KeyHolderArgv0, fmt.Errorf("worker ID %d given twice", m.ID))
 			}
+			serving.Add(1)
 			go func() {
+				defer serving.Done()
 				w.serve()
 				mu.Lock()
 				delete(workers, m.ID)

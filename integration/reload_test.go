@@ -1,0 +1,203 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// renewal is a certbot-style layout: live/cert.pem and live/key.pem are
+// symlinks into archive/, and a renewal writes certN.pem and keyN.pem
+// there and switches the symlinks.
+type renewal struct {
+	t    testing.TB
+	dir  string
+	n    int
+	live *testCert // what live/ points to, with the paths of the symlinks
+}
+
+func newRenewal(t testing.TB) *renewal {
+	r := &renewal{t: t, dir: t.TempDir()}
+	for _, d := range []string{"live", "archive"} {
+		if err := os.Mkdir(filepath.Join(r.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.renew()
+	return r
+}
+
+// renew makes a certificate with a key of its own and points live/ at it.
+func (r *renewal) renew() *testCert {
+	c := freshCert(r.t)
+	r.install(c.certPEM, c.keyPEM)
+	r.live = c
+	return c
+}
+
+// install writes archive files and switches the live symlinks to them,
+// each by rename as certbot does.
+func (r *renewal) install(certPEM, keyPEM []byte) {
+	r.n++
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"cert", certPEM}, {"key", keyPEM}} {
+		target := filepath.Join("..", "archive", fmt.Sprintf("%s%d.pem", f.name, r.n))
+		writeFile(r.t, filepath.Join(r.dir, "live", target), f.data, 0o600)
+		link := filepath.Join(r.dir, "live", f.name+".pem")
+		tmp := link + ".new"
+		if err := os.Symlink(target, tmp); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+func (r *renewal) env() []string {
+	return []string{"CERTFILE=" + filepath.Join(r.dir, "live", "cert.pem"), "KEYFILE=" + filepath.Join(r.dir, "live", "key.pem")}
+}
+
+// freshCert is newCert with a key made for it alone: a renewal that
+// changes the key.
+func freshCert(t testing.TB) *testCert {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := certTemplate(t)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCert{kind: keyECDSA, certDER: der, keyDER: keyDER, pool: x509.NewCertPool(),
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})}
+	c.pool.AddCert(leaf)
+	return c
+}
+
+// tlsa311 is the DANE record of a certificate's key, computed here
+// independently of sslserver.
+func tlsa311(t testing.TB, der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return "3 1 1 " + hex.EncodeToString(sum[:])
+}
+
+// servedCert asks openssl s_client for the server's certificate, with
+// SNI, and returns its DER.
+func (s *server) servedCert(t testing.TB) []byte {
+	t.Helper()
+	openssl := needTool(t, "openssl")
+	cmd := exec.Command(openssl, "s_client", "-connect", s.addr, "-servername", serverName)
+	cmd.Stdin = bytes.NewReader(nil)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("s_client: %v\n%s", err, out)
+	}
+	start := bytes.Index(out, []byte("-----BEGIN CERTIFICATE-----"))
+	if start < 0 {
+		t.Fatalf("s_client showed no certificate:\n%s", out)
+	}
+	b, _ := pem.Decode(out[start:])
+	if b == nil {
+		t.Fatalf("s_client's certificate does not decode:\n%s", out)
+	}
+	return b.Bytes
+}
+
+func (s *server) hup(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadSymlinkSwap: a certbot-style renewal (new key, symlinks
+// switched) and SIGHUP: the next handshake gets the new certificate, a
+// session opened before goes on, the log reports the reload and the
+// DANE records of the old and new key. A renewal whose key does not
+// match leaves the new certificate serving, with one warning.
+func TestReloadSymlinkSwap(t *testing.T) {
+	r := newRenewal(t)
+	first := r.live
+	s := startServer(t, serverConfig{role: "echo", cert: first, env: append(r.env(), "SSL_RELOAD_POLL=0")})
+	if got := s.servedCert(t); !bytes.Equal(got, first.certDER) {
+		t.Fatal("before the renewal, s_client did not get the first certificate")
+	}
+	held, _ := s.dialTLS(t, nil)
+	echoRoundTrip(t, held, "before the reload")
+
+	second := r.renew()
+	s.hup(t)
+	s.waitLog(t, regexp.MustCompile(`^sslserver: reloaded certificates \(SIGHUP\): default new certificate serial [0-9a-f]+, valid until \S+; [1-9]\d* idle workers retired$`))
+	s.waitLog(t, regexp.MustCompile(`^sslserver: warning: default: the public key changed: DANE TLSA record `+
+		regexp.QuoteMeta(tlsa311(t, first.certDER))+` is now `+regexp.QuoteMeta(tlsa311(t, second.certDER))+`; update TLSA records that pin the key$`))
+	if got := s.servedCert(t); !bytes.Equal(got, second.certDER) {
+		t.Fatal("after the renewal and SIGHUP, s_client did not get the new certificate")
+	}
+	echoRoundTrip(t, held, "after the reload")
+	held.Close()
+
+	// A broken renewal: a new certificate with the old key file's
+	// neighbour, a key that is not its own.
+	third := freshCert(t)
+	r.install(third.certPEM, first.keyPEM)
+	s.hup(t)
+	failed := regexp.MustCompile(`^sslserver: warning: reload \(SIGHUP\) failed, the old certificates keep serving: private key KEYFILE=\S+/live/key\.pem does not match its certificate$`)
+	s.waitLog(t, failed)
+	if got := s.servedCert(t); !bytes.Equal(got, second.certDER) {
+		t.Fatal("after a failed reload, s_client did not get the certificate that served before it")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := s.countLog(regexp.MustCompile(`^sslserver: warning: reload`)); n != 1 {
+		t.Errorf("%d warnings about the failed reload, want 1:\n%s", n, s.log.text())
+	}
+}
+
+// TestReloadByPolling: without a signal, a certificate file rewritten in
+// place is seen by the poll and served.
+func TestReloadByPolling(t *testing.T) {
+	r := newRenewal(t)
+	s := startServer(t, serverConfig{role: "echo", cert: r.live, env: append(r.env(), "SSL_RELOAD_POLL=1")})
+	if got := s.servedCert(t); !bytes.Equal(got, r.live.certDER) {
+		t.Fatal("before the change, s_client did not get the first certificate")
+	}
+	next := freshCert(t)
+	// In place, key first: a poll between the two writes sees a key that
+	// does not match, warns and keeps the old set; the next poll loads both.
+	live := filepath.Join(r.dir, "live")
+	writeFile(t, filepath.Join(live, "key.pem"), next.keyPEM, 0o600)
+	writeFile(t, filepath.Join(live, "cert.pem"), next.certPEM, 0o600)
+	s.waitLog(t, regexp.MustCompile(`^sslserver: reloaded certificates \(files changed\): default new certificate serial`))
+	if got := s.servedCert(t); !bytes.Equal(got, next.certDER) {
+		t.Fatal("after the files changed, s_client did not get the new certificate")
+	}
+}
