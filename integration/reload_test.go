@@ -133,6 +133,11 @@ func (s *server) servedCert(t testing.TB) []byte {
 	return b.Bytes
 }
 
+// recordLine is the -v line that gives c's DANE record.
+func recordLine(t testing.TB, c *testCert) *regexp.Regexp {
+	return regexp.MustCompile(`^sslserver: certificate default: valid until \S+, TLSA ` + regexp.QuoteMeta(tlsa311(t, c.certDER)) + `$`)
+}
+
 func (s *server) hup(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
@@ -152,6 +157,7 @@ func TestReloadSymlinkSwap(t *testing.T) {
 	if got := s.servedCert(t); !bytes.Equal(got, first.certDER) {
 		t.Fatal("before the renewal, s_client did not get the first certificate")
 	}
+	s.waitLog(t, recordLine(t, first))
 	held, _ := s.dialTLS(t, nil)
 	echoRoundTrip(t, held, "before the reload")
 
@@ -163,6 +169,7 @@ func TestReloadSymlinkSwap(t *testing.T) {
 	if got := s.servedCert(t); !bytes.Equal(got, second.certDER) {
 		t.Fatal("after the renewal and SIGHUP, s_client did not get the new certificate")
 	}
+	s.waitLog(t, recordLine(t, second))
 	echoRoundTrip(t, held, "after the reload")
 	held.Close()
 

@@ -88,7 +88,7 @@ PTR lookup, use --help):
   -V        as -v, with the protocol and cipher in the tls line
   --help    print this help and exit 0
 
-Environment read at start:
+Environment read at start (the certificate files again on SIGHUP):
   CERTFILE             certificate chain, PEM, leaf first (required)
   KEYFILE              its private key; unset: the key is in CERTFILE
   CERTCHAINFILE        more certificates for CERTFILE's chain
@@ -100,6 +100,7 @@ Environment read at start:
   SSL_CHROOT           their empty root directory
   SSL_PREFORK          TLS workers started ahead of demand (4)
   SSL_WORKER_SESSIONS  sessions one worker may serve (1)
+  SSL_RELOAD_POLL      seconds between looks at the certificate files (60; 0: none)
   MAXCONIP             sessions at once per client address
   DNSCACHEIP           DNS server for -h, -p and the local name
   SSLSERVER_LOG        json: log in JSON

@@ -86,7 +86,17 @@ func (s *Server) reload(why string) error {
 	for _, c := range keyChanges(old, set) {
 		s.log.Warning("%s", c)
 	}
+	s.logRecords(set)
 	return nil
+}
+
+// logRecords logs, at -v, each certificate's expiry and the DANE record
+// of its key: what to publish, and when the next renewal is due.
+func (s *Server) logRecords(set *certSet) {
+	for _, c := range set.certs {
+		leaf := set.leaves[c.Key]
+		s.log.Info("certificate %s: valid until %s, TLSA %s", certName(c.Name), leaf.NotAfter.UTC().Format(time.RFC3339), TLSA311(leaf))
+	}
 }
 
 // stampOf sums up files as they are now: size, modification time and

@@ -111,6 +111,7 @@ func MainWith(args []string, stdout, stderr *os.File, sp Spawner) int {
 		s.kh.shutdown()
 		return protocol.ExitTemp
 	}
+	s.logRecords(s.tls.certSet)
 	go s.watchCerts(hups, s.poll)
 	s.serve(ln)
 	return protocol.ExitOK
