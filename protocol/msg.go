@@ -41,6 +41,7 @@ const (
 	maxCertDER    = 32 << 10
 	maxChainLen   = 16
 	maxCerts      = 64
+	maxClientCAs  = 512
 	maxReason     = 1024
 	maxBanner     = 4096
 	MaxSignInput  = 2048 // an Ed25519 message; digests are far shorter
@@ -80,7 +81,24 @@ type WorkerConfig struct {
 	Certs         []Cert
 	CipherSuites  []uint16 // TLS 1.2 suites; empty: Go's defaults
 	Banner        []byte   // immediate mode: sent over TLS first
+
+	// Client certificates (-z, -m): ClientCert is one of the
+	// ClientCert* values; ClientCAs are the DER certificates a client's
+	// chain must lead to (CAFILE, CADIR), AdvertiseCAs those whose names
+	// the server's CertificateRequest lists (CCAFILE), VerifyDepth the
+	// most CA certificates above the client's. All empty under -Z.
+	ClientCert   uint8
+	ClientCAs    [][]byte
+	AdvertiseCAs [][]byte
+	VerifyDepth  uint16
 }
+
+// What a worker does about client certificates.
+const (
+	ClientCertNone      = 0 // -Z: don't ask
+	ClientCertRequire   = 1 // -m: require one that verifies
+	ClientCertMatchHost = 2 // -z: and the supervisor matches its name to the remote host
+)
 
 // HandshakeDone reports the negotiated parameters; Block is the
 // connection's SSL_* variables as an encoded reply block.

@@ -23,6 +23,26 @@ func (m *WorkerConfig) encode(e *encoder) {
 		e.u16(s)
 	}
 	e.bytes(m.Banner)
+	e.u8(m.ClientCert)
+	encodeDERs(e, m.ClientCAs)
+	encodeDERs(e, m.AdvertiseCAs)
+	e.u16(m.VerifyDepth)
+}
+
+func encodeDERs(e *encoder, ders [][]byte) {
+	e.u16(uint16(len(ders)))
+	for _, der := range ders {
+		e.bytes(der)
+	}
+}
+
+func decodeDERs(d *decoder, max int, what string) [][]byte {
+	var ders [][]byte
+	n := count(d, max, what)
+	for i := 0; i < n && d.err == nil; i++ {
+		ders = append(ders, d.bytes(maxCertDER))
+	}
+	return ders
 }
 
 func (m *WorkerConfig) decode(d *decoder) {
@@ -43,6 +63,10 @@ func (m *WorkerConfig) decode(d *decoder) {
 		m.CipherSuites = append(m.CipherSuites, d.u16())
 	}
 	m.Banner = d.bytes(maxBanner)
+	m.ClientCert = d.u8()
+	m.ClientCAs = decodeDERs(d, maxClientCAs, "client CA certificates")
+	m.AdvertiseCAs = decodeDERs(d, maxClientCAs, "advertised CA certificates")
+	m.VerifyDepth = d.u16()
 	m.validate(d)
 }
 
@@ -57,6 +81,12 @@ func (m *WorkerConfig) validate(d *decoder) {
 		d.err = fmt.Errorf("no certificate")
 	case m.Sessions == 0:
 		d.err = fmt.Errorf("a worker for no sessions")
+	case m.ClientCert > ClientCertMatchHost:
+		d.err = fmt.Errorf("client certificate mode %d", m.ClientCert)
+	case m.ClientCert != ClientCertNone && len(m.ClientCAs) == 0:
+		d.err = fmt.Errorf("client certificates required with no CA to verify them")
+	case m.ClientCert == ClientCertNone && len(m.ClientCAs)+len(m.AdvertiseCAs) > 0:
+		d.err = fmt.Errorf("client CAs without client certificates")
 	}
 }
 

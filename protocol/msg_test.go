@@ -22,6 +22,8 @@ func sampleMessages() []Message {
 			},
 			CipherSuites: []uint16{0xc02b, 0xc02f},
 			Banner:       []byte("220 ready\r\n"),
+			ClientCert:   ClientCertMatchHost, ClientCAs: [][]byte{[]byte("ca one"), []byte("ca two")},
+			AdvertiseCAs: [][]byte{[]byte("ca one")}, VerifyDepth: 3,
 		},
 		&HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte("SSL_PROTOCOL=TLSv1.3\x00\x00")},
 		&SessionFailed{Code: ExitTemp, Reason: "unable to accept TLS: EOF"},
@@ -154,16 +156,18 @@ type wcFields struct {
 	handshake, idle uint32
 	certs, suites   func(*raw)
 	banner          func(*raw)
+	client          func(*raw)
 }
 
 func goodWC() wcFields {
 	return wcFields{uid: 1, gid: 2, root: "/x", sslEnv: 1, sessions: 1, handshake: 1000, idle: 2000,
-		certs: oneCert, suites: func(r *raw) { r.u16(0) }, banner: func(r *raw) { r.str("") }}
+		certs: oneCert, suites: func(r *raw) { r.u16(0) }, banner: func(r *raw) { r.str("") },
+		client: func(r *raw) { r.u8(0).u16(0).u16(0).u16(0) }}
 }
 
 func (w wcFields) done() []byte {
 	r := msg(MsgWorkerConfig).u32(w.uid).u32(w.gid).str(w.root).u8(w.delayed).u8(w.sslEnv).u16(w.sessions)
-	return r.u32(w.handshake).u32(w.idle).then(w.certs).then(w.suites).then(w.banner).done()
+	return r.u32(w.handshake).u32(w.idle).then(w.certs).then(w.suites).then(w.banner).then(w.client).done()
 }
 
 // wc is the reference raw WorkerConfig changed by f.
@@ -211,6 +215,10 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"worker 65 suites":          wc(func(w *wcFields) { w.suites = func(r *raw) { r.u16(65).bytes(make([]byte, 130)) } }),
 		"worker banner too long":    wc(func(w *wcFields) { w.banner = func(r *raw) { r.strN(4097, 'b') } }),
 		"worker for no sessions":    wc(func(w *wcFields) { w.sessions = 0 }),
+		"worker client cert mode 3": wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(3).u16(1).str("ca").u16(0).u16(1) } }),
+		"worker -m without CAs":     wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(1).u16(0).u16(0).u16(1) } }),
+		"worker CAs under -Z":       wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(0).u16(1).str("ca").u16(0).u16(1) } }),
+		"worker 513 client CAs":     wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(1).u16(513) } }),
 		"worker huge length":        msg(MsgWorkerConfig).u32(1).u32(2).lenOnly(0xffffffff).done(),
 		"length beyond the data":    msg(MsgSignRefused).lenOnly(10).bytes([]byte("short")).done(),
 		"done block malformed":      msg(MsgHandshakeDone).str("TLSv1.3").str("X").str("A=1\x00").done(),

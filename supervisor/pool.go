@@ -247,9 +247,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	p.track(w)
 	go p.reap(w)
 	if w.ch, err = protocol.NewChannel(ours, protocol.WorkerReports); err == nil {
-		cfg := s.workerConfig()
-		cfg.Certs = ref.set.certs // those of the key holder it is attached to
-		err = w.configure(cfg)
+		err = w.configure(s.workerConfig(ref.set)) // the certificates of the key holder it is attached to
 	}
 	if err != nil {
 		w.kill()

@@ -72,7 +72,10 @@ func (s *Server) reload(why string) error {
 	// Taken before the files are read: a change made while they are
 	// being read shows at the next poll.
 	s.reloads.stamp = stampOf(old.files)
-	set, err := loadCerts(os.Getenv, os.Environ())
+	set, err := loadCerts(os.Getenv, os.Environ(), s.opt.ClientCert != 'Z')
+	if err == nil {
+		err = s.checkConfig(set)
+	}
 	if err == nil {
 		err = s.kh.replace(set)
 	}

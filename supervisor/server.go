@@ -165,9 +165,9 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		s.tls.cleanup()
 		return nil, nil, err
 	}
-	if _, err := protocol.Decode(protocol.Encode(s.workerConfig())); err != nil {
+	if err := s.checkConfig(s.tls.certSet); err != nil {
 		s.tls.cleanup()
-		return nil, nil, fmt.Errorf("TLS settings a worker would refuse: %w", err)
+		return nil, nil, err
 	}
 	if opt.UID != nil && *opt.UID == s.tls.uid {
 		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)

@@ -91,7 +91,7 @@ type getenv func(string) string
 // KEYFILE:name pairs of s6's SNI convention, CIPHERS, and the worker's
 // SSL_UID, SSL_GID and SSL_CHROOT.
 func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error) {
-	set, err := loadCerts(get, environ)
+	set, err := loadCerts(get, environ, o.ClientCert != 'Z')
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +135,13 @@ type certSet struct {
 	keyPaths []string            // by key index
 	keyVars  []string            // by key index: where the path came from, for errors
 	files    []string            // every file read, for the poll that sees them change
+	client   *clientCAs          // -z, -m; nil under -Z
 }
 
 // loadCerts reads and checks CERTFILE, KEYFILE, CERTCHAINFILE and the
-// CERTFILE:name / KEYFILE:name pairs; the keys themselves are read by the
-// key holder.
-func loadCerts(get getenv, environ []string) (*certSet, error) {
+// CERTFILE:name / KEYFILE:name pairs, and with clientCert the client CAs;
+// the keys themselves are read by the key holder.
+func loadCerts(get getenv, environ []string, clientCert bool) (*certSet, error) {
 	t := &certSet{}
 	if get("CERTFILE") == "" {
 		return nil, fmt.Errorf("CERTFILE is not set")
@@ -150,6 +151,12 @@ func loadCerts(get getenv, environ []string) (*certSet, error) {
 	}
 	for _, name := range sniNames(environ) {
 		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+			return nil, err
+		}
+	}
+	if clientCert {
+		var err error
+		if t.client, err = loadClientCAs(get, &t.files); err != nil {
 			return nil, err
 		}
 	}

@@ -41,6 +41,7 @@ type worker struct {
 	sup   *protocol.Channel
 	kh    *keyLink           // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
+	peers *clientVerifier    // -z, -m; nil under -Z
 	msgs  chan supMsg        // from readSupervisor
 	then  func()             // see WorkerMainThen
 }
@@ -124,6 +125,9 @@ func (w *worker) start() error {
 		}
 		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh.ch, timeout: signWait, renew: w.kh.renew}
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
+	}
+	if w.peers, err = newClientVerifier(w.cfg); err != nil {
+		return err
 	}
 	go w.readSupervisor()
 	return w.sup.Send(&protocol.WorkerReady{Seccomp: layers.Seccomp, Landlock: layers.Landlock})
@@ -209,6 +213,7 @@ type session struct {
 	toProg   *os.File
 	fromProg *os.File
 	chosen   *x509.Certificate // the leaf we presented
+	peerErr  error             // why the client's certificate failed verification
 	exited   chan struct{}     // closed when the program is gone
 	done     chan struct{}     // closed when the session is over
 }
@@ -389,6 +394,9 @@ func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if s.peerErr != nil {
+			return nil, failf(protocol.ExitClientCert, "client certificate verification failed: %v", s.peerErr)
+		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("handshake not done within %v", limit)
 		}
@@ -398,21 +406,35 @@ func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 }
 
 func (s *session) tlsConfig() *tls.Config {
-	return &tls.Config{
+	c := &tls.Config{
 		MinVersion:             tls.VersionTLS12,
 		CipherSuites:           s.w.cfg.CipherSuites,
 		GetCertificate:         s.getCertificate,
 		SessionTicketsDisabled: true, // tickets would outlive the worker's keys
 	}
+	if s.w.peers != nil {
+		s.w.peers.configure(c, &s.peerErr)
+	}
+	return c
+}
+
+// verifyValue is SSL_CLIENT_VERIFY: a session whose client certificate
+// failed never gets this far.
+func (s *session) verifyValue() string {
+	if s.w.peers == nil {
+		return "NONE"
+	}
+	return "SUCCESS"
 }
 
 // report sends the handshake's outcome to the supervisor and returns the
 // reply block for the program.
 func (s *session) report(conn *tls.Conn) (*reply, error) {
-	r := &reply{cs: conn.ConnectionState(), own: s.chosen}
+	r := &reply{cs: conn.ConnectionState(), own: s.chosen, verify: s.verifyValue()}
 	proto, cipher := env.Names(&r.cs)
 	done := &protocol.HandshakeDone{Protocol: proto, Cipher: cipher, Block: []byte{0, 0}}
-	if s.w.cfg.SSLEnv {
+	// -z: the supervisor matches the client's names from the block.
+	if s.w.cfg.SSLEnv || s.w.cfg.ClientCert == protocol.ClientCertMatchHost {
 		block, err := r.block()
 		if err != nil {
 			return nil, err
@@ -427,16 +449,17 @@ func (s *session) report(conn *tls.Conn) (*reply, error) {
 // neither, and the block (certificate PEM and names) is the larger part
 // of a handshake report.
 type reply struct {
-	cs   tls.ConnectionState
-	own  *x509.Certificate
-	once sync.Once
-	b    []byte
-	err  error
+	cs     tls.ConnectionState
+	own    *x509.Certificate
+	verify string // SSL_CLIENT_VERIFY
+	once   sync.Once
+	b      []byte
+	err    error
 }
 
 func (r *reply) block() ([]byte, error) {
 	r.once.Do(func() {
-		r.b, r.err = protocol.EncodeBlock(toProtocol(env.TLS(&r.cs, r.own, true, "NONE")))
+		r.b, r.err = protocol.EncodeBlock(toProtocol(env.TLS(&r.cs, r.own, true, r.verify)))
 	})
 	return r.b, r.err
 }
