@@ -64,9 +64,9 @@ func TestClientCertRequired(t *testing.T) {
 
 	vars := s.sClientEnv(t, "-cert", good.certPath, "-key", good.keyPath)
 	checkExact(t, vars, map[string]string{
-		"SSL_CLIENT_S_DN_CN":  "client.example.net",
-		"SSL_CLIENT_VERIFY":   "SUCCESS",
-		"SSL_CLIENT_I_DN":     "/O=Itest/CN=Itest client CA",
+		"SSL_CLIENT_S_DN_CN": "client.example.net",
+		"SSL_CLIENT_VERIFY":  "SUCCESS",
+		"SSL_CLIENT_I_DN":    "/O=Itest/CN=Itest client CA",
 	})
 	if b, _ := pem.Decode([]byte(vars["SSL_CLIENT_CERT"])); b == nil || !bytes.Equal(b.Bytes, good.certDER) {
 		t.Errorf("SSL_CLIENT_CERT is not the client's certificate: %q", vars["SSL_CLIENT_CERT"])
