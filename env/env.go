@@ -47,6 +47,7 @@ var secretNames = map[string]bool{
 	"SSL_GID":       true,
 	"SSL_CHROOT":    true,
 	"MAXCONIP":      true,
+	"TICKETKEYFILE": true,
 	// Programs that honour it write their TLS session keys to this file.
 	"SSLKEYLOGFILE": true,
 }

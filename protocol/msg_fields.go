@@ -243,6 +243,7 @@ func (m *Keys) encode(e *encoder) {
 	e.u32(m.GID)
 	e.bytes([]byte(m.Root))
 	e.u32(m.MaxFiles)
+	e.bool(m.Tickets)
 }
 
 func (m *Keys) decode(d *decoder) {
@@ -252,6 +253,7 @@ func (m *Keys) decode(d *decoder) {
 	m.GID = d.u32()
 	m.Root = d.string(maxPath)
 	m.MaxFiles = d.u32()
+	m.Tickets = d.bool()
 	if d.err == nil && (m.Count == 0 || m.Count > MaxKeyFiles) {
 		d.err = fmt.Errorf("%d key files, want 1 to %d", m.Count, MaxKeyFiles)
 	}
@@ -314,4 +316,25 @@ func (m *Grant) decode(d *decoder) {
 	if d.err == nil && m.Signs == 0 {
 		d.err = fmt.Errorf("grant of no signatures")
 	}
+}
+
+func (m *SealTicket) encode(e *encoder) { e.bytes(m.State) }
+func (m *SealTicket) decode(d *decoder) { m.State = nonEmpty(d, "session state") }
+
+func (m *Ticket) encode(e *encoder) { e.bytes(m.Ticket) }
+func (m *Ticket) decode(d *decoder) { m.Ticket = nonEmpty(d, "ticket") }
+
+func (m *OpenTicket) encode(e *encoder) { e.bytes(m.Ticket) }
+func (m *OpenTicket) decode(d *decoder) { m.Ticket = nonEmpty(d, "ticket") }
+
+func (m *TicketState) encode(e *encoder) { e.bytes(m.State) }
+func (m *TicketState) decode(d *decoder) { m.State = d.bytes(MaxTicket) }
+
+// nonEmpty reads bytes of at most MaxTicket that must not be empty.
+func nonEmpty(d *decoder, what string) []byte {
+	b := d.bytes(MaxTicket)
+	if d.err == nil && len(b) == 0 {
+		d.err = fmt.Errorf("empty %s", what)
+	}
+	return b
 }

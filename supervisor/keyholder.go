@@ -163,6 +163,7 @@ func (k *keyHolder) install(proc Process, ch *protocol.Channel, set *certSet) (o
 	return old
 }
 
+// openKeys opens set's key files and, last, its TICKETKEYFILE.
 func openKeys(set *certSet) ([]*os.File, error) {
 	var files []*os.File
 	for _, p := range set.keyPaths {
@@ -173,13 +174,21 @@ func openKeys(set *certSet) ([]*os.File, error) {
 		}
 		files = append(files, f)
 	}
+	if set.tickets != "" {
+		f, err := os.Open(set.tickets)
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("unable to read TICKETKEYFILE: %w", err)
+		}
+		files = append(files, f)
+	}
 	return files, nil
 }
 
 func (k *keyHolder) load(ch *protocol.Channel, set *certSet, files []*os.File) error {
 	t := k.srv.tls
-	m := &protocol.Keys{Count: uint16(len(files)), Passphrase: t.passphrase, UID: t.uid, GID: t.gid,
-		Root: t.root, MaxFiles: uint32(2*k.srv.opt.MaxConn + 64)}
+	m := &protocol.Keys{Count: uint16(len(set.keyPaths)), Passphrase: t.passphrase, UID: t.uid, GID: t.gid,
+		Root: t.root, MaxFiles: uint32(2*k.srv.opt.MaxConn + 64), Tickets: set.tickets != ""}
 	if err := ch.Send(m, files...); err != nil {
 		return fmt.Errorf("key holder: %w", err)
 	}

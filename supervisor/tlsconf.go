@@ -136,6 +136,7 @@ type certSet struct {
 	keyVars  []string            // by key index: where the path came from, for errors
 	files    []string            // every file read, for the poll that sees them change
 	client   *clientCAs          // -z, -m; nil under -Z
+	tickets  string              // TICKETKEYFILE; "": the key holder makes its own ticket keys
 }
 
 // loadCerts reads and checks CERTFILE, KEYFILE, CERTCHAINFILE and the
@@ -153,6 +154,9 @@ func loadCerts(get getenv, environ []string, clientCert bool) (*certSet, error) 
 		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
 			return nil, err
 		}
+	}
+	if t.tickets = get("TICKETKEYFILE"); t.tickets != "" {
+		t.files = append(t.files, t.tickets)
 	}
 	if clientCert {
 		var err error
@@ -226,8 +230,12 @@ func hasKeyBlock(pemData []byte) bool {
 // keyFailure names the file and variable of the key a KeysFailed reason
 // is about.
 func (t *certSet) keyFailure(reason string) error {
-	if i, failure, ok := protocol.ParseKeyReason(reason); ok && i < len(t.keyVars) {
+	i, failure, ok := protocol.ParseKeyReason(reason)
+	switch {
+	case ok && i < len(t.keyVars):
 		return fmt.Errorf("%s: %s", t.keyVars[i], failure)
+	case ok && i == len(t.keyVars) && t.tickets != "": // the file after the keys
+		return fmt.Errorf("TICKETKEYFILE=%s: %s", t.tickets, failure)
 	}
 	return errors.New(reason)
 }

@@ -51,11 +51,19 @@ func addDERs(pool *x509.CertPool, ders [][]byte) error {
 
 // configure asks for a client certificate and verifies it in the
 // handshake. Go's RequestClientCert lets a handshake without one reach
-// verify, so that "no certificate" is our reason like any other.
+// verify, so that "no certificate" is our reason like any other. The
+// check is VerifyConnection's, which runs on resumed handshakes too: a
+// ticket (perhaps sealed by another server sharing TICKETKEYFILE, or
+// before a reload changed the CAs) gets no client in without a
+// certificate that verifies now.
 func (v *clientVerifier) configure(c *tls.Config, failed *error) {
 	c.ClientAuth = tls.RequestClientCert
 	c.ClientCAs = v.advertise
-	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		raw := make([][]byte, len(cs.PeerCertificates))
+		for i, pc := range cs.PeerCertificates {
+			raw[i] = pc.Raw
+		}
 		err := v.verify(raw, time.Now())
 		*failed = err
 		return err

@@ -42,6 +42,7 @@ type worker struct {
 	kh    *keyLink           // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
 	peers *clientVerifier    // -z, -m; nil under -Z
+	tix   *ticketClient      // session tickets, sealed and opened by the key holder
 	msgs  chan supMsg        // from readSupervisor
 	then  func()             // see WorkerMainThen
 }
@@ -126,6 +127,7 @@ func (w *worker) start() error {
 		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh.ch, timeout: signWait, renew: w.kh.renew}
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
 	}
+	w.tix = &ticketClient{link: w.kh, timeout: signWait}
 	if w.peers, err = newClientVerifier(w.cfg); err != nil {
 		return err
 	}
@@ -407,10 +409,13 @@ func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 
 func (s *session) tlsConfig() *tls.Config {
 	c := &tls.Config{
-		MinVersion:             tls.VersionTLS12,
-		CipherSuites:           s.w.cfg.CipherSuites,
-		GetCertificate:         s.getCertificate,
-		SessionTicketsDisabled: true, // tickets would outlive the worker's keys
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   s.w.cfg.CipherSuites,
+		GetCertificate: s.getCertificate,
+		// Tickets are sealed and opened by the key holder, whose keys
+		// outlive the worker: a ticket comes back to whichever worker.
+		WrapSession:   s.w.tix.wrap,
+		UnwrapSession: s.w.tix.unwrap,
 	}
 	if s.w.peers != nil {
 		s.w.peers.configure(c, &s.peerErr)
