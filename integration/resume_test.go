@@ -168,4 +168,3 @@ func TestBadTicketKeyFile(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 111 and %s", code, stderr, want)
 	}
 }
-

@@ -98,6 +98,7 @@ Environment read at start (the certificate files again on SIGHUP):
   CAFILE, CADIR        CAs of client certificates (-z, -m): PEM file, hash dir
   CCAFILE              CAs named to clients (default: CAFILE's; -: none)
   VERIFYDEPTH          CA certificates above a client's, at most (5)
+  TICKETKEYFILE        session-ticket keys shared by hosts and restarts
   CIPHERS              TLS 1.2 suites, OpenSSL names
   DHFILE               ignored
   SSL_UID, SSL_GID     ids of the TLS workers and the key holder
