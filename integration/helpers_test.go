@@ -79,7 +79,7 @@ const (
 
 // serverOnlyVars are read by sslserver and must never reach the program.
 var serverOnlyVars = []string{"CERTFILE", "KEYFILE", "CERTCHAINFILE", "CAFILE", "CADIR", "CCAFILE",
-	"VERIFYDEPTH", "CIPHERS", "DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP", "TICKETKEYFILE"}
+	"VERIFYDEPTH", "CIPHERS", "DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP", "TICKETKEYFILE", "CERTFILE2", "KEYFILE2"}
 
 // server is a running sslserver started by startServer; test cleanup
 // stops it and kills whatever is left in its process group.

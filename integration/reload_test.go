@@ -112,11 +112,11 @@ func tlsa311(t testing.TB, der []byte) string {
 }
 
 // servedCert asks openssl s_client for the server's certificate, with
-// SNI, and returns its DER.
-func (s *server) servedCert(t testing.TB) []byte {
+// SNI, and returns its DER; extra are more s_client options.
+func (s *server) servedCert(t testing.TB, extra ...string) []byte {
 	t.Helper()
 	openssl := needTool(t, "openssl")
-	cmd := exec.Command(openssl, "s_client", "-connect", s.addr, "-servername", serverName)
+	cmd := exec.Command(openssl, append([]string{"s_client", "-connect", s.addr, "-servername", serverName}, extra...)...)
 	cmd.Stdin = bytes.NewReader(nil)
 	out, err := cmd.Output()
 	if err != nil {
@@ -207,4 +207,24 @@ func TestReloadByPolling(t *testing.T) {
 	if got := s.servedCert(t); !bytes.Equal(got, next.certDER) {
 		t.Fatal("after the files changed, s_client did not get the new certificate")
 	}
+}
+
+// TestSecondCertificate: CERTFILE2/KEYFILE2 give the default name an
+// RSA certificate beside the ECDSA one (CERTFILE2:name does the same for
+// an SNI name, through the same code). A client that offers only RSA signature
+// algorithms gets the RSA certificate; others get the first, ECDSA.
+func TestSecondCertificate(t *testing.T) {
+	ec, rsa := newCert(t, keyECDSA), newCert(t, keyRSA)
+	s := startServer(t, serverConfig{role: "echo", cert: ec, env: []string{
+		"CERTFILE2=" + rsa.certPath, "KEYFILE2=" + rsa.keyPath, "SSL_RELOAD_POLL=0"}})
+	rsaOnly := "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pkcs1_sha256"
+	for _, v := range []string{"-tls1_3", "-tls1_2"} {
+		if got := s.servedCert(t, v); !bytes.Equal(got, ec.certDER) {
+			t.Errorf("%s: a client that can do both did not get the ECDSA certificate", v)
+		}
+		if got := s.servedCert(t, v, "-sigalgs", rsaOnly); !bytes.Equal(got, rsa.certDER) {
+			t.Errorf("%s: an RSA-only client did not get the RSA certificate", v)
+		}
+	}
+	s.waitLog(t, regexp.MustCompile(`^sslserver: certificate default/2: valid until \S+, TLSA `+regexp.QuoteMeta(tlsa311(t, rsa.certDER))+`$`))
 }

@@ -99,6 +99,7 @@ Environment read at start (the certificate files again on SIGHUP):
   CCAFILE              CAs named to clients (default: CAFILE's; -: none)
   VERIFYDEPTH          CA certificates above a client's, at most (5)
   TICKETKEYFILE        session-ticket keys shared by hosts and restarts
+  CERTFILE2, KEYFILE2  a second certificate (say RSA) for the default; :name too
   CIPHERS              TLS 1.2 suites, OpenSSL names
   DHFILE               ignored
   SSL_UID, SSL_GID     ids of the TLS workers and the key holder

@@ -98,7 +98,7 @@ func (s *Server) reload(why string) error {
 func (s *Server) logRecords(set *certSet) {
 	for _, c := range set.certs {
 		leaf := set.leaves[c.Key]
-		s.log.Info("certificate %s: valid until %s, TLSA %s", certName(c.Name), leaf.NotAfter.UTC().Format(time.RFC3339), TLSA311(leaf))
+		s.log.Info("certificate %s: valid until %s, TLSA %s", set.labels[c.Key], leaf.NotAfter.UTC().Format(time.RFC3339), TLSA311(leaf))
 	}
 }
 
@@ -142,11 +142,11 @@ func certName(name string) string {
 	return name
 }
 
-// leavesByName maps each certificate's name to its leaf.
+// leavesByName maps each certificate's label to its leaf.
 func (t *certSet) leavesByName() map[string]*x509.Certificate {
 	m := map[string]*x509.Certificate{}
 	for _, c := range t.certs {
-		m[c.Name] = t.leaves[c.Key]
+		m[t.labels[c.Key]] = t.leaves[c.Key]
 	}
 	return m
 }
@@ -156,13 +156,14 @@ func describeChanges(old, set *certSet) string {
 	before := old.leavesByName()
 	var parts []string
 	for _, c := range set.certs {
-		leaf, was := set.leaves[c.Key], before[c.Name]
+		leaf, label := set.leaves[c.Key], set.labels[c.Key]
+		was := before[label]
 		switch {
 		case was == nil:
-			parts = append(parts, certName(c.Name)+" added")
+			parts = append(parts, label+" added")
 		case !leaf.Equal(was):
 			parts = append(parts, fmt.Sprintf("%s new certificate serial %x, valid until %s",
-				certName(c.Name), leaf.SerialNumber, leaf.NotAfter.UTC().Format(time.RFC3339)))
+				label, leaf.SerialNumber, leaf.NotAfter.UTC().Format(time.RFC3339)))
 		}
 	}
 	if len(parts) == 0 {
@@ -178,12 +179,13 @@ func keyChanges(old, set *certSet) []string {
 	before := old.leavesByName()
 	var out []string
 	for _, c := range set.certs {
-		leaf, was := set.leaves[c.Key], before[c.Name]
+		leaf, label := set.leaves[c.Key], set.labels[c.Key]
+		was := before[label]
 		if was == nil || TLSA311(was) == TLSA311(leaf) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s: the public key changed: DANE TLSA record %s is now %s; update TLSA records that pin the key",
-			certName(c.Name), TLSA311(was), TLSA311(leaf)))
+			label, TLSA311(was), TLSA311(leaf)))
 	}
 	return out
 }

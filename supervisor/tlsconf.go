@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,12 +114,31 @@ func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error
 	return t, t.workerRoot(get("SSL_CHROOT"))
 }
 
-// sniNames lists the names of CERTFILE:name variables as written, sorted.
-func sniNames(environ []string) []string {
+// addSecond adds CERTFILE2 and KEYFILE2 (or CERTFILE2:name and
+// KEYFILE2:name) when set: a second certificate for the same name, say
+// RSA beside ECDSA, for clients that cannot use the first.
+func (t *certSet) addSecond(name string, get getenv) error {
+	suffix := ""
+	if name != "" {
+		suffix = ":" + name
+	}
+	certFile := get("CERTFILE2" + suffix)
+	if certFile == "" {
+		if get("KEYFILE2"+suffix) != "" {
+			return fmt.Errorf("KEYFILE2%s is set but CERTFILE2%s is not", suffix, suffix)
+		}
+		return nil
+	}
+	return t.addCert(strings.ToLower(name), "2", certFile, get("KEYFILE2"+suffix), "")
+}
+
+// sniNames lists the names of prefix+name variables (CERTFILE:name) as
+// written, sorted.
+func sniNames(environ []string, prefix string) []string {
 	var names []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if name, ok := strings.CutPrefix(k, "CERTFILE:"); ok && name != "" {
+		if name, ok := strings.CutPrefix(k, prefix); ok && name != "" {
 			names = append(names, name)
 		}
 	}
@@ -134,6 +154,7 @@ type certSet struct {
 	leaves   []*x509.Certificate // by key index
 	keyPaths []string            // by key index
 	keyVars  []string            // by key index: where the path came from, for errors
+	labels   []string            // by key index: how the log names it ("default", "mx.example.org/2")
 	files    []string            // every file read, for the poll that sees them change
 	client   *clientCAs          // -z, -m; nil under -Z
 	tickets  string              // TICKETKEYFILE; "": the key holder makes its own ticket keys
@@ -147,12 +168,24 @@ func loadCerts(get getenv, environ []string, clientCert bool) (*certSet, error) 
 	if get("CERTFILE") == "" {
 		return nil, fmt.Errorf("CERTFILE is not set")
 	}
-	if err := t.addCert("", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+	if err := t.addCert("", "", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
 		return nil, err
 	}
-	for _, name := range sniNames(environ) {
-		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+	if err := t.addSecond("", get); err != nil {
+		return nil, err
+	}
+	names := sniNames(environ, "CERTFILE:")
+	for _, name := range names {
+		if err := t.addCert(strings.ToLower(name), "", get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
 			return nil, err
+		}
+		if err := t.addSecond(name, get); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range sniNames(environ, "CERTFILE2:") {
+		if !slices.Contains(names, name) {
+			return nil, fmt.Errorf("CERTFILE2:%s is set but CERTFILE:%s is not: the second certificate of a name comes with a first", name, name)
 		}
 	}
 	if t.tickets = get("TICKETKEYFILE"); t.tickets != "" {
@@ -167,8 +200,14 @@ func loadCerts(get getenv, environ []string, clientCert bool) (*certSet, error) 
 	return t, nil
 }
 
-func (t *certSet) addCert(name, certFile, keyFile, chainFile string) error {
-	certVar, keyVar := "CERTFILE", "KEYFILE"
+// addCert adds the certificate of CERTFILE (which "") or CERTFILE2
+// (which "2"), for the default or for SNI name.
+func (t *certSet) addCert(name, which, certFile, keyFile, chainFile string) error {
+	certVar, keyVar := "CERTFILE"+which, "KEYFILE"+which
+	label := certName(name)
+	if which != "" {
+		label += "/" + which
+	}
 	if name != "" {
 		certVar, keyVar = certVar+":"+name, keyVar+":"+name
 	}
@@ -213,6 +252,7 @@ func (t *certSet) addCert(name, certFile, keyFile, chainFile string) error {
 	t.keyPaths = append(t.keyPaths, keyFile)
 	t.keyVars = append(t.keyVars, keyDesc)
 	t.leaves = append(t.leaves, leaf)
+	t.labels = append(t.labels, label)
 	t.files = append(t.files, certFile, keyFile)
 	if chainFile != "" {
 		t.files = append(t.files, chainFile)

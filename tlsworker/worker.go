@@ -519,25 +519,39 @@ func answerLate(ctl net.Conn, r *reply) {
 }
 
 // getCertificate picks the certificate named for the client's SNI (the
-// CERTFILE:name convention), else the first unnamed one.
+// CERTFILE:name convention), else the unnamed one; of two for the same
+// name (CERTFILE2), the first the client supports, say RSA for a client
+// without ECDSA.
 func (s *session) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	i := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
+	cands := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
+	i := cands[0]
+	for _, c := range cands {
+		if hello.SupportsCertificate(s.w.certs[c]) == nil {
+			i = c
+			break
+		}
+	}
 	s.chosen = s.w.certs[i].Leaf
 	return s.w.certs[i], nil
 }
 
-func (s *session) pick(sni string) int {
-	def := -1
+// pick lists the indexes of the certificates for sni, in the order
+// configured: those named sni, else the unnamed ones, else the first.
+func (s *session) pick(sni string) []int {
+	var named, def []int
 	for i, c := range s.w.cfg.Certs {
-		if c.Name != "" && strings.EqualFold(c.Name, sni) {
-			return i
-		}
-		if c.Name == "" && def < 0 {
-			def = i
+		switch {
+		case c.Name != "" && strings.EqualFold(c.Name, sni):
+			named = append(named, i)
+		case c.Name == "":
+			def = append(def, i)
 		}
 	}
-	if def < 0 {
-		def = 0
+	switch {
+	case len(named) > 0:
+		return named
+	case len(def) > 0:
+		return def
 	}
-	return def
+	return []int{0}
 }
