@@ -136,3 +136,28 @@ func TestClientCertNameMatch(t *testing.T) {
 	s.waitLog(t, regexp.MustCompile(`^sslserver: warning: dropping connection from 127\.77\.3\.1, client certificate refused: names \["other\.example\.net"\], none is the remote host "client\.example\.net\.?"$`))
 	s.endStatus(t, 110)
 }
+
+// TestSwaksClientCert: swaks sends a message over STARTTLS (-n) to the
+// demo application under -m with its --tls-cert and --tls-key; without
+// them the session ends with status 110 after STARTTLS.
+func TestSwaksClientCert(t *testing.T) {
+	swaks := needTool(t, "swaks")
+	ca := newTestCA(t, "Itest client CA")
+	c := ca.issue(t, clientLeaf("client.example.net"))
+	s := startServer(t, serverConfig{flags: []string{"-n", "-m"}, program: smtpdCommand(t), env: []string{"CAFILE=" + ca.path}})
+	run := func(extra ...string) (string, error) {
+		args := append([]string{"--server", "127.0.0.1", "--port", strconv.Itoa(s.port), "--tls", "--helo", "client.example",
+			"--from", "a@client.example", "--to", "b@mx.example.org", "--timeout", "10"}, extra...)
+		out, err := exec.Command(swaks, args...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("--tls-cert", c.certPath, "--tls-key", c.keyPath); err != nil || !strings.Contains(out, "=== TLS started") {
+		t.Fatalf("swaks with a client certificate: %v\n%s", err, out)
+	}
+	s.endStatus(t, 0)
+	if out, err := run(); err == nil {
+		t.Errorf("swaks without a client certificate succeeded:\n%s", out)
+	}
+	s.waitLog(t, regexp.MustCompile(`client certificate verification failed: no client certificate$`))
+	s.endStatus(t, 110)
+}

@@ -168,3 +168,36 @@ func TestBadTicketKeyFile(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 111 and %s", code, stderr, want)
 	}
 }
+
+// TestResumptionNeedsClientCert plays a client that got a ticket from a
+// server that asks for no certificate (-Z) and brings it to one that
+// requires one (-m), both sharing TICKETKEYFILE: the ticket opens, but
+// resuming it without a certificate that verifies is refused (status
+// 110), and a client with one still gets in.
+func TestResumptionNeedsClientCert(t *testing.T) {
+	file, _ := ticketKeyFile(t, 1)
+	ca := newTestCA(t, "Itest client CA")
+	open := startServer(t, serverConfig{role: "env", flags: []string{"-s"}, env: []string{"TICKETKEYFILE=" + file}})
+	strict := startServer(t, serverConfig{role: "env", flags: []string{"-s", "-m"}, cert: open.cert,
+		env: []string{"TICKETKEYFILE=" + file, "CAFILE=" + ca.path}})
+	cfg := open.clientConfig()
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	cfg.MaxVersion = tls.VersionTLS12 // a TLS 1.2 ticket resumes without any client certificate message
+	open.envSession(t, cfg)
+	if _, resumed := open.envSession(t, cfg); !resumed {
+		t.Fatal("the ticket does not resume on its own server: the test would prove nothing")
+	}
+	tc, err := handshakeFrom(strict.addr, "127.0.0.1", cfg)
+	if err == nil {
+		if n, _ := tc.Read(make([]byte, 1)); n > 0 {
+			t.Error("a resumed session without a client certificate reached the program under -m")
+		}
+		tc.Close()
+	}
+	strict.waitLog(t, regexp.MustCompile(`client certificate verification failed: no client certificate$`))
+	strict.endStatus(t, 110)
+	good := strict.clientConfig()
+	good.Certificates = []tls.Certificate{goCert(t, ca.issue(t, clientLeaf("client.example.net")))}
+	vars, _ := strict.envSession(t, good)
+	checkExact(t, vars, map[string]string{"SSL_CLIENT_VERIFY": "SUCCESS"})
+}
