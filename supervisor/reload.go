@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -35,7 +36,7 @@ func pollInterval(get getenv) (time.Duration, error) {
 // watchCerts reloads on each SIGHUP and, every `every`, when the files
 // of the current certificates have changed.
 func (s *Server) watchCerts(hups <-chan os.Signal, every time.Duration) {
-	s.reloads.stamp = stampOf(s.kh.currentSet().files)
+	s.reloads.stamp = s.kh.currentSet().stamp()
 	var tick <-chan time.Time
 	if every > 0 {
 		t := time.NewTicker(every)
@@ -50,7 +51,7 @@ func (s *Server) watchCerts(hups <-chan os.Signal, every time.Duration) {
 			}
 			s.reload("SIGHUP")
 		case <-tick:
-			if stampOf(s.kh.currentSet().files) != s.reloads.stamp {
+			if s.kh.currentSet().stamp() != s.reloads.stamp {
 				s.reload("files changed")
 			}
 		case <-s.kh.stop:
@@ -71,7 +72,7 @@ func (s *Server) reload(why string) error {
 	old := s.kh.currentSet()
 	// Taken before the files are read: a change made while they are
 	// being read shows at the next poll.
-	s.reloads.stamp = stampOf(old.files)
+	s.reloads.stamp = old.stamp()
 	set, err := loadCerts(os.Getenv, os.Environ(), s.opt.ClientCert != 'Z')
 	if err == nil {
 		err = s.checkConfig(set)
@@ -102,20 +103,32 @@ func (s *Server) logRecords(set *certSet) {
 	}
 }
 
-// stampOf sums up files as they are now: size, modification time and
-// content of what each path leads to, so a symlink switched to another
-// file (certbot's live/ directory) shows as a change, and so does a file
-// rewritten within one second.
-func stampOf(files []string) string {
+// stamp sums up the set's files as they are now, for the poll.
+func (t *certSet) stamp() string {
+	secret := map[string]bool{t.tickets: true}
+	for _, p := range t.keyPaths {
+		secret[p] = true
+	}
+	return stampOf(t.files, secret)
+}
+
+// stampOf sums up files as they are now: size, modification time, inode
+// and content of what each path leads to, so a symlink switched to
+// another file (certbot's live/ directory) shows as a change, and so
+// does a certificate rewritten within one second. The content of secret
+// files (keys, TICKETKEYFILE) is not read: the supervisor never reads
+// key bytes, only hands the key holder a descriptor; their size, time
+// and inode stand for it.
+func stampOf(files []string, secret map[string]bool) string {
 	h := sha256.New()
 	for _, p := range files {
 		fmt.Fprintf(h, "%q ", p)
-		stampFile(h, p)
+		stampFile(h, p, secret[p])
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func stampFile(h io.Writer, path string) {
+func stampFile(h io.Writer, path string, secret bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(h, "error %v\n", err)
@@ -124,6 +137,13 @@ func stampFile(h io.Writer, path string) {
 	defer f.Close()
 	if st, err := f.Stat(); err == nil {
 		fmt.Fprintf(h, "%d %d ", st.Size(), st.ModTime().UnixNano())
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(h, "%d:%d ", sys.Dev, sys.Ino)
+		}
+	}
+	if secret {
+		fmt.Fprintln(h)
+		return
 	}
 	content := sha256.New()
 	io.Copy(content, io.LimitReader(f, maxCertFile))

@@ -25,8 +25,8 @@ func TestStampSeesEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := []string{link}
-	before := stampOf(files)
-	if again := stampOf(files); again != before {
+	before := stampOf(files, nil)
+	if again := stampOf(files, nil); again != before {
 		t.Fatal("the stamp changed with nothing changed")
 	}
 	tmp := link + ".new"
@@ -34,19 +34,31 @@ func TestStampSeesEveryChange(t *testing.T) {
 	if err := os.Rename(tmp, link); err != nil {
 		t.Fatal(err)
 	}
-	swapped := stampOf(files)
+	swapped := stampOf(files, nil)
 	if swapped == before {
 		t.Error("a symlink switched to another file left the stamp as it was")
 	}
 	st, _ := os.Stat(b)
 	write(b, "OTHER")
 	os.Chtimes(b, time.Time{}, st.ModTime())
-	rewritten := stampOf(files)
+	rewritten := stampOf(files, nil)
 	if rewritten == swapped {
 		t.Error("a rewrite with the same size and time left the stamp as it was")
 	}
 	os.Remove(b)
-	if stampOf(files) == rewritten {
+	if stampOf(files, nil) == rewritten {
 		t.Error("a file gone left the stamp as it was")
+	}
+
+	// A key file: its content is not read, its replacement by rename is
+	// seen all the same.
+	key := filepath.Join(dir, "key.pem")
+	write(key, "key one")
+	secret := map[string]bool{key: true}
+	one := stampOf([]string{key}, secret)
+	write(key+".new", "key two")
+	os.Rename(key+".new", key)
+	if stampOf([]string{key}, secret) == one {
+		t.Error("a key file replaced by rename left the stamp as it was")
 	}
 }
