@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -140,21 +138,6 @@ func TestTicketKeysStayInKeyHolder(t *testing.T) {
 		t.Errorf("control failed: the ticket AES key is not in the key holder %d (%d bytes scanned)", kh, n)
 	}
 	h.conn.Close()
-}
-
-// holdSessionWith is holdSession with a client configuration of the
-// test's: a sleep-role session, held open. Reading READY takes the TLS
-// 1.3 ticket that came before it.
-func holdSessionWith(t testing.TB, s *server, cfg *tls.Config) heldSession {
-	t.Helper()
-	conn, raw := s.dialTLS(t, cfg)
-	h := heldSession{conn: conn, clientPort: localPort(raw), worker: s.sessionPID(t, localPort(raw))}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	h.prog, _ = strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "READY "))
-	if err != nil || h.prog == 0 {
-		t.Fatalf("program said %q (%v), want READY pid", line, err)
-	}
-	return h
 }
 
 // TestBadTicketKeyFile: a TICKETKEYFILE that is not base64 of 80-byte

@@ -15,16 +15,24 @@ import (
 	"time"
 )
 
-func caPEM(t *testing.T, cn string) []byte {
+// selfSigned makes a self-signed certificate for cn, a CA or not, and
+// returns it and its key as PEM.
+func selfSigned(t *testing.T, cn string, ca bool) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, IsCA: true,
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, IsCA: ca,
 		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+func caPEM(t *testing.T, cn string) []byte {
+	c, _ := selfSigned(t, cn, true)
+	return c
 }
 
 // TestLoadClientCAs: CAFILE and CADIR's hash.N files are trusted (each

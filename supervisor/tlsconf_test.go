@@ -1,18 +1,10 @@
 package supervisor
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestSecondCertificates: CERTFILE2 and CERTFILE2:name add a second
@@ -21,14 +13,9 @@ import (
 func TestSecondCertificates(t *testing.T) {
 	dir := t.TempDir()
 	cert := func(name string) string {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-		der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+		c, k := selfSigned(t, name, false)
 		p := filepath.Join(dir, name+".pem")
-		os.WriteFile(p, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...), 0o600)
+		os.WriteFile(p, append(c, k...), 0o600)
 		return p
 	}
 	env := map[string]string{"CERTFILE": cert("a"), "CERTFILE2": cert("b"), "CERTFILE:mx.test": cert("c"), "CERTFILE2:mx.test": cert("d")}
