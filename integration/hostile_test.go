@@ -21,23 +21,34 @@ import (
 	"github.com/ucspi-tls/sslserver/env"
 	"github.com/ucspi-tls/sslserver/protocol"
 	"github.com/ucspi-tls/sslserver/supervisor"
-	"github.com/ucspi-tls/sslserver/tlsworker"
 )
 
 const attackedArgv0 = "sslserver-under-attack"
 
 // runUnderAttack runs the roles of an attacked sslserver; false when
-// this process is none of them.
+// this process is none of them. A worker is hostile when the plan names
+// an attack; otherwise it is left to runConfinedRole, whose workers have
+// the same argv[0].
 func runUnderAttack() (int, bool) {
-	switch os.Args[0] {
-	case attackedArgv0:
+	switch {
+	case os.Args[0] == attackedArgv0:
 		return supervisor.Main(os.Args[1:], os.Stdout, os.Stderr), true
-	case protocol.KeyHolderArgv0:
-		return tlsworker.KeyHolderMain(), true
-	case protocol.WorkerArgv0:
+	case os.Args[0] == protocol.WorkerArgv0 && attackPlan() != "":
 		return hostileWorker(), true
 	}
 	return 0, false
+}
+
+// attackPlan is the plan next to this binary when it names an attack;
+// "" for none (or "good").
+func attackPlan() string {
+	exe, _ := os.Executable()
+	plan, _ := os.ReadFile(planPath(filepath.Dir(exe)))
+	p := string(plan)
+	if _, known := hostileBlocks[p]; known || strings.HasPrefix(p, "keys") || p == "tickets" {
+		return p
+	}
+	return ""
 }
 
 // planPath is the plan file next to itestBin, which a worker knows as
@@ -57,11 +68,7 @@ var hostileBlocks = map[string]string{
 
 // hostileWorker plays the plan, then waits to be killed.
 func hostileWorker() int {
-	exe, _ := os.Executable()
-	plan, _ := os.ReadFile(planPath(filepath.Dir(exe)))
-	if _, known := hostileBlocks[string(plan)]; !known && !strings.HasPrefix(string(plan), "keys") {
-		return tlsworker.WorkerMain()
-	}
+	plan := attackPlan()
 	sup, err := protocol.NewChannel(os.NewFile(protocol.WorkerFdSupervisor, "supervisor"), protocol.SupervisorOrders)
 	if err != nil {
 		return 111
@@ -70,8 +77,8 @@ func hostileWorker() int {
 		return 111
 	}
 	if string(plan) != "keys-before-ready" {
-		sup.Send(&protocol.WorkerReady{})
-		m, _, err := sup.Recv() // the session
+		sup.Send(&protocol.WorkerReady{Seccomp: true}) // a lie the supervisor cannot check
+		m, _, err := sup.Recv()                        // the session
 		if err != nil {
 			return 111
 		}
@@ -85,6 +92,10 @@ func hostileWorker() int {
 }
 
 func playAttack(sup *protocol.Channel, plan string) {
+	if plan == "tickets" {
+		probeTickets()
+		return
+	}
 	if block, ok := hostileBlocks[plan]; ok {
 		sup.Send(&protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte(block)})
 		return
@@ -159,6 +170,8 @@ func setAttack(t testing.TB, plan string) {
 	if err := os.WriteFile(planPath(binDir), []byte(plan), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// No plan outlives its test: later servers' workers are real ones.
+	t.Cleanup(func() { os.WriteFile(planPath(binDir), []byte("good"), 0o644) })
 }
 
 // hostileSession is a client whose handshake a hostile worker never

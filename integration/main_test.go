@@ -26,10 +26,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if code, ok := runConfinedRole(); ok {
+	if code, ok := runUnderAttack(); ok {
 		os.Exit(code)
 	}
-	if code, ok := runUnderAttack(); ok {
+	if code, ok := runConfinedRole(); ok {
 		os.Exit(code)
 	}
 	if role := os.Getenv(roleVar); role != "" {
