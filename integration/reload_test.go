@@ -228,3 +228,35 @@ func TestSecondCertificate(t *testing.T) {
 	}
 	s.waitLog(t, regexp.MustCompile(`^sslserver: certificate default/2: valid until \S+, TLSA `+regexp.QuoteMeta(tlsa311(t, rsa.certDER))+`$`))
 }
+
+// TestReloadKeepsPassphrase: with -3, a renewal whose new key is
+// encrypted with the same passphrase is loaded at SIGHUP: the passphrase
+// read from fd 3 at start is kept for reloads.
+func TestReloadKeepsPassphrase(t *testing.T) {
+	r := newRenewal(t)
+	first := r.live
+	first.keyPath = filepath.Join(r.dir, "live", "key.pem")
+	enc := encryptKey(t, first, "s3cret pass")
+	encPEM, err := os.ReadFile(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.install(first.certPEM, encPEM)
+	s := startServer(t, serverConfig{role: "echo", cert: first, flags: []string{"-3"}, env: append(r.env(), "SSL_RELOAD_POLL=0"),
+		inherit: []*os.File{passphraseFd(t, "s3cret pass")}})
+	if got := s.servedCert(t); !bytes.Equal(got, first.certDER) {
+		t.Fatal("before the renewal, s_client did not get the first certificate")
+	}
+	next := freshCert(t)
+	next.keyPath = writeFile(t, filepath.Join(t.TempDir(), "plain.pem"), next.keyPEM, 0o600)
+	encPEM, err = os.ReadFile(encryptKey(t, next, "s3cret pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.install(next.certPEM, encPEM)
+	s.hup(t)
+	s.waitLog(t, regexp.MustCompile(`^sslserver: reloaded certificates \(SIGHUP\): default new certificate serial`))
+	if got := s.servedCert(t); !bytes.Equal(got, next.certDER) {
+		t.Fatal("after the renewal, s_client did not get the new certificate")
+	}
+}
