@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -302,6 +303,9 @@ func (d *driver) startOne(ctx context.Context, v *variant, st *setup, c *cell) (
 	t := load.Target{Addr: st.addr}
 	if v.kind.tls {
 		t.TLS = load.ClientConfig(st.cert.Leaf, c.x25519)
+		if c.resume {
+			t.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+		}
 	}
 	s, err := startServer(ctx, v, &d.tools, st, c, t)
 	if err != nil {

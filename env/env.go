@@ -36,6 +36,8 @@ type Var struct{ Name, Value string }
 var secretNames = map[string]bool{
 	"CERTFILE":      true,
 	"KEYFILE":       true,
+	"CERTFILE2":     true,
+	"KEYFILE2":      true,
 	"CERTCHAINFILE": true,
 	"CAFILE":        true,
 	"CADIR":         true,
@@ -47,6 +49,7 @@ var secretNames = map[string]bool{
 	"SSL_GID":       true,
 	"SSL_CHROOT":    true,
 	"MAXCONIP":      true,
+	"TICKETKEYFILE": true,
 	// Programs that honour it write their TLS session keys to this file.
 	"SSLKEYLOGFILE": true,
 }
@@ -57,7 +60,13 @@ func IsSecret(name string) bool {
 		return true
 	}
 	// s6's convention for SNI: one CERTFILE:host / KEYFILE:host pair per name.
-	return strings.HasPrefix(name, "CERTFILE:") || strings.HasPrefix(name, "KEYFILE:")
+	// CERTFILE2 and KEYFILE2 (and :name) are a second certificate for a name.
+	for _, p := range []string{"CERTFILE:", "KEYFILE:", "CERTFILE2:", "KEYFILE2:"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // endpointFields follow the SSL, TCP and TCP6 prefixes.

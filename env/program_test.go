@@ -223,12 +223,13 @@ func TestIsSecret(t *testing.T) {
 	for _, name := range []string{
 		"CERTFILE", "KEYFILE", "CERTCHAINFILE", "CAFILE", "CADIR", "CCAFILE", "VERIFYDEPTH", "CIPHERS",
 		"DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP", "CERTFILE:mx.example.org", "KEYFILE:a", "SSLKEYLOGFILE",
+		"TICKETKEYFILE", "CERTFILE2", "KEYFILE2", "CERTFILE2:mx.example.org", "KEYFILE2:a",
 	} {
 		if !IsSecret(name) {
 			t.Errorf("IsSecret(%q) = false", name)
 		}
 	}
-	for _, name := range []string{"PATH", "certfile", "CERTFILEX", "KEYFILES", "SSL_CLIENT_S_DN", "UCSPITLS", "SSL_CERT_FILE"} {
+	for _, name := range []string{"PATH", "certfile", "CERTFILEX", "KEYFILES", "CERTFILE3", "SSL_CLIENT_S_DN", "UCSPITLS", "SSL_CERT_FILE"} {
 		if IsSecret(name) {
 			t.Errorf("IsSecret(%q) = true", name)
 		}

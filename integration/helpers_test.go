@@ -81,7 +81,8 @@ const (
 // serverOnlyVars are read by sslserver and must never reach the program.
 var serverOnlyVars = []string{"CERTFILE", "KEYFILE", "CERTCHAINFILE", "CAFILE", "CADIR", "CCAFILE",
 	"VERIFYDEPTH", "CIPHERS", "DHFILE", "SSL_UID", "SSL_GID", "SSL_CHROOT", "MAXCONIP",
-	"PROXYFROM", "REUSEPORT", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
+	"PROXYFROM", "REUSEPORT", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+	"TICKETKEYFILE", "CERTFILE2", "KEYFILE2"}
 
 // server is a running sslserver started by startServer; test cleanup
 // stops it and kills whatever is left in its process group.

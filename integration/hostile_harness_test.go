@@ -175,7 +175,7 @@ var hostileBlocks = map[string]string{
 
 func isProtocolAttack(step string) bool {
 	_, report := hostileBlocks[step]
-	return report || step == "keys" || step == "keys-before-taken" || step == "keys-before-ready"
+	return report || step == "keys" || step == "keys-before-taken" || step == "keys-before-ready" || step == "tickets"
 }
 
 // protocolAttack speaks the worker's side of the protocol up to the
@@ -206,6 +206,10 @@ func protocolAttack(attack string) int {
 }
 
 func sendAttack(sup *protocol.Channel, attack string) {
+	if attack == "tickets" {
+		probeTickets() // on its key channel (hostile_tickets_test.go)
+		return
+	}
 	if block, ok := hostileBlocks[attack]; ok {
 		sup.Send(&protocol.HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte(block)})
 		return

@@ -109,7 +109,14 @@ type heldSession struct {
 
 func holdSession(t testing.TB, s *server) heldSession {
 	t.Helper()
-	conn, raw := s.dialTLS(t, nil)
+	return holdSessionWith(t, s, nil)
+}
+
+// holdSessionWith is holdSession with a client configuration (nil: the
+// usual one). Reading READY takes a TLS 1.3 ticket that came before it.
+func holdSessionWith(t testing.TB, s *server, cfg *tls.Config) heldSession {
+	t.Helper()
+	conn, raw := s.dialTLS(t, cfg)
 	h := heldSession{conn: conn, clientPort: localPort(raw), worker: s.sessionPID(t, localPort(raw))}
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	h.prog, _ = strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "READY "))

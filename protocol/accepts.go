@@ -22,9 +22,9 @@ var (
 	// The supervisor's end of the key holder's channel.
 	KeyHolderReports = accepts(MsgKeysLoaded, MsgKeysFailed)
 	// The key holder's end of a worker's key channel.
-	SignRequests = accepts(MsgSignRequest)
+	SignRequests = accepts(MsgSignRequest, MsgSealTicket, MsgOpenTicket)
 	// A worker's end of its key channel.
-	SignReplies = accepts(MsgSignature, MsgSignRefused)
+	SignReplies = accepts(MsgSignature, MsgSignRefused, MsgTicket, MsgTicketState)
 	// sslclient's TLS process's end of its channel to sslclient.
 	ClientOrders = accepts(MsgClientConfig, MsgProgramExited)
 	// sslclient's end of its TLS process's channel.

@@ -26,6 +26,10 @@ const (
 	MsgSignRequest MsgType = 10 // worker -> key holder
 	MsgSignature   MsgType = 11 // key holder -> worker
 	MsgSignRefused MsgType = 12 // key holder -> worker, then it hangs up
+	MsgSealTicket  MsgType = 13 // worker -> key holder: a session state to seal into a ticket
+	MsgTicket      MsgType = 14 // key holder -> worker: the sealed ticket
+	MsgOpenTicket  MsgType = 15 // worker -> key holder: a client's ticket to open
+	MsgTicketState MsgType = 17 // key holder -> worker: the state in it, or none
 
 	// supervisor <-> key holder
 	MsgKeys       MsgType = 20 // supervisor -> key holder, once, first; the key files ride along
@@ -41,6 +45,8 @@ const (
 	maxCertDER    = 32 << 10
 	maxChainLen   = 16
 	maxCerts      = 64
+	maxClientCAs  = 512
+	MaxTicket     = 64 << 10 // a session state (with the client's certificates) or a ticket
 	maxReason     = 1024
 	maxBanner     = 4096
 	MaxSignInput  = 2048 // an Ed25519 message; digests are far shorter
@@ -80,7 +86,24 @@ type WorkerConfig struct {
 	Certs         []Cert
 	CipherSuites  []uint16 // TLS 1.2 suites; empty: Go's defaults
 	Banner        []byte   // immediate mode: sent over TLS first
+
+	// Client certificates (-z, -m): ClientCert is one of the
+	// ClientCert* values; ClientCAs are the DER certificates a client's
+	// chain must lead to (CAFILE, CADIR), AdvertiseCAs those whose names
+	// the server's CertificateRequest lists (CCAFILE), VerifyDepth the
+	// most CA certificates above the client's. All empty under -Z.
+	ClientCert   uint8
+	ClientCAs    [][]byte
+	AdvertiseCAs [][]byte
+	VerifyDepth  uint16
 }
+
+// What a worker does about client certificates.
+const (
+	ClientCertNone      = 0 // -Z: don't ask
+	ClientCertRequire   = 1 // -m: require one that verifies
+	ClientCertMatchHost = 2 // -z: and the supervisor matches its name to the remote host
+)
 
 // HandshakeDone reports the negotiated parameters; Block is the
 // connection's SSL_* variables as an encoded reply block.
@@ -146,14 +169,31 @@ type Signature struct{ Sig []byte }
 // SignRefused answers a SignRequest the key holder will not serve.
 type SignRefused struct{ Reason string }
 
+// SealTicket asks the key holder to seal a TLS session state (crypto/tls
+// SessionState.Bytes) into a session ticket.
+type SealTicket struct{ State []byte }
+
+// Ticket answers SealTicket.
+type Ticket struct{ Ticket []byte }
+
+// OpenTicket asks the key holder to open a ticket a client presented.
+type OpenTicket struct{ Ticket []byte }
+
+// TicketState answers OpenTicket: the session state, or empty when the
+// ticket does not open (another server's, an old key's, or forged): the
+// handshake is then a full one.
+type TicketState struct{ State []byte }
+
 // Keys hands the key holder its key files (as many fds as Count), the
 // passphrase for encrypted ones, and who to become once they are read.
+// With Tickets, one more fd follows the key files: TICKETKEYFILE.
 type Keys struct {
 	Count      uint16
 	Passphrase []byte
 	UID, GID   uint32
 	Root       string
 	MaxFiles   uint32
+	Tickets    bool
 }
 
 // KeysLoaded lists the public keys, PKIX DER, in the order of the files.
@@ -193,6 +233,10 @@ func (*KeyChannel) Type() MsgType    { return MsgKeyChannel }
 func (*SignRequest) Type() MsgType   { return MsgSignRequest }
 func (*Signature) Type() MsgType     { return MsgSignature }
 func (*SignRefused) Type() MsgType   { return MsgSignRefused }
+func (*SealTicket) Type() MsgType    { return MsgSealTicket }
+func (*Ticket) Type() MsgType        { return MsgTicket }
+func (*OpenTicket) Type() MsgType    { return MsgOpenTicket }
+func (*TicketState) Type() MsgType   { return MsgTicketState }
 func (*Keys) Type() MsgType          { return MsgKeys }
 func (*KeysLoaded) Type() MsgType    { return MsgKeysLoaded }
 func (*KeysFailed) Type() MsgType    { return MsgKeysFailed }
@@ -228,6 +272,14 @@ func newMessage(t MsgType) (Message, error) {
 		return new(Signature), nil
 	case MsgSignRefused:
 		return new(SignRefused), nil
+	case MsgSealTicket:
+		return new(SealTicket), nil
+	case MsgTicket:
+		return new(Ticket), nil
+	case MsgOpenTicket:
+		return new(OpenTicket), nil
+	case MsgTicketState:
+		return new(TicketState), nil
 	case MsgKeys:
 		return new(Keys), nil
 	case MsgKeysLoaded:
@@ -256,6 +308,9 @@ func newMessage(t MsgType) (Message, error) {
 func Files(m Message) int {
 	switch m := m.(type) {
 	case *Keys:
+		if m.Tickets {
+			return int(m.Count) + 1
+		}
 		return int(m.Count)
 	case *NewWorker, *KeyChannel:
 		return 1

@@ -23,6 +23,26 @@ func (m *WorkerConfig) encode(e *encoder) {
 		e.u16(s)
 	}
 	e.bytes(m.Banner)
+	e.u8(m.ClientCert)
+	encodeDERs(e, m.ClientCAs)
+	encodeDERs(e, m.AdvertiseCAs)
+	e.u16(m.VerifyDepth)
+}
+
+func encodeDERs(e *encoder, ders [][]byte) {
+	e.u16(uint16(len(ders)))
+	for _, der := range ders {
+		e.bytes(der)
+	}
+}
+
+func decodeDERs(d *decoder, max int, what string) [][]byte {
+	var ders [][]byte
+	n := count(d, max, what)
+	for i := 0; i < n && d.err == nil; i++ {
+		ders = append(ders, d.bytes(maxCertDER))
+	}
+	return ders
 }
 
 func (m *WorkerConfig) decode(d *decoder) {
@@ -43,6 +63,10 @@ func (m *WorkerConfig) decode(d *decoder) {
 		m.CipherSuites = append(m.CipherSuites, d.u16())
 	}
 	m.Banner = d.bytes(maxBanner)
+	m.ClientCert = d.u8()
+	m.ClientCAs = decodeDERs(d, maxClientCAs, "client CA certificates")
+	m.AdvertiseCAs = decodeDERs(d, maxClientCAs, "advertised CA certificates")
+	m.VerifyDepth = d.u16()
 	m.validate(d)
 }
 
@@ -57,6 +81,12 @@ func (m *WorkerConfig) validate(d *decoder) {
 		d.err = fmt.Errorf("no certificate")
 	case m.Sessions == 0:
 		d.err = fmt.Errorf("a worker for no sessions")
+	case m.ClientCert > ClientCertMatchHost:
+		d.err = fmt.Errorf("client certificate mode %d", m.ClientCert)
+	case m.ClientCert != ClientCertNone && len(m.ClientCAs) == 0:
+		d.err = fmt.Errorf("client certificates required with no CA to verify them")
+	case m.ClientCert == ClientCertNone && len(m.ClientCAs)+len(m.AdvertiseCAs) > 0:
+		d.err = fmt.Errorf("client CAs without client certificates")
 	}
 }
 
@@ -213,6 +243,7 @@ func (m *Keys) encode(e *encoder) {
 	e.u32(m.GID)
 	e.bytes([]byte(m.Root))
 	e.u32(m.MaxFiles)
+	e.bool(m.Tickets)
 }
 
 func (m *Keys) decode(d *decoder) {
@@ -222,6 +253,7 @@ func (m *Keys) decode(d *decoder) {
 	m.GID = d.u32()
 	m.Root = d.string(maxPath)
 	m.MaxFiles = d.u32()
+	m.Tickets = d.bool()
 	if d.err == nil && (m.Count == 0 || m.Count > MaxKeyFiles) {
 		d.err = fmt.Errorf("%d key files, want 1 to %d", m.Count, MaxKeyFiles)
 	}
@@ -284,4 +316,25 @@ func (m *Grant) decode(d *decoder) {
 	if d.err == nil && m.Signs == 0 {
 		d.err = fmt.Errorf("grant of no signatures")
 	}
+}
+
+func (m *SealTicket) encode(e *encoder) { e.bytes(m.State) }
+func (m *SealTicket) decode(d *decoder) { m.State = nonEmpty(d, "session state") }
+
+func (m *Ticket) encode(e *encoder) { e.bytes(m.Ticket) }
+func (m *Ticket) decode(d *decoder) { m.Ticket = nonEmpty(d, "ticket") }
+
+func (m *OpenTicket) encode(e *encoder) { e.bytes(m.Ticket) }
+func (m *OpenTicket) decode(d *decoder) { m.Ticket = nonEmpty(d, "ticket") }
+
+func (m *TicketState) encode(e *encoder) { e.bytes(m.State) }
+func (m *TicketState) decode(d *decoder) { m.State = d.bytes(MaxTicket) }
+
+// nonEmpty reads bytes of at most MaxTicket that must not be empty.
+func nonEmpty(d *decoder, what string) []byte {
+	b := d.bytes(MaxTicket)
+	if d.err == nil && len(b) == 0 {
+		d.err = fmt.Errorf("empty %s", what)
+	}
+	return b
 }

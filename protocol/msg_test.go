@@ -22,6 +22,8 @@ func sampleMessages() []Message {
 			},
 			CipherSuites: []uint16{0xc02b, 0xc02f},
 			Banner:       []byte("220 ready\r\n"),
+			ClientCert:   ClientCertMatchHost, ClientCAs: [][]byte{[]byte("ca one"), []byte("ca two")},
+			AdvertiseCAs: [][]byte{[]byte("ca one")}, VerifyDepth: 3,
 		},
 		&HandshakeDone{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Block: []byte("SSL_PROTOCOL=TLSv1.3\x00\x00")},
 		&SessionFailed{Code: ExitTemp, Reason: "unable to accept TLS: EOF"},
@@ -40,7 +42,11 @@ func sampleMessages() []Message {
 		&SignRequest{Key: 3, Hash: crypto.SHA256, PSS: true, Digest: bytes.Repeat([]byte{7}, 32)},
 		&Signature{Sig: []byte("signature bytes")},
 		&SignRefused{Reason: "no such key"},
-		&Keys{Count: 2, Passphrase: []byte("secret"), UID: 101, GID: 102, Root: "/run/empty", MaxFiles: 144},
+		&SealTicket{State: []byte("session state")},
+		&Ticket{Ticket: []byte("sealed")},
+		&OpenTicket{Ticket: []byte("sealed")},
+		&TicketState{State: []byte("session state")},
+		&Keys{Count: 2, Passphrase: []byte("secret"), UID: 101, GID: 102, Root: "/run/empty", MaxFiles: 144, Tickets: true},
 		&KeysLoaded{Public: [][]byte{[]byte("spki one"), []byte("spki two")}},
 		&KeysFailed{Reason: "bad passphrase"},
 		&NewWorker{ID: 0xfffffff0, Signs: 1, WaitMsec: 3626000},
@@ -157,16 +163,18 @@ type wcFields struct {
 	handshake, idle uint32
 	certs, suites   func(*raw)
 	banner          func(*raw)
+	client          func(*raw)
 }
 
 func goodWC() wcFields {
 	return wcFields{uid: 1, gid: 2, root: "/x", sslEnv: 1, sessions: 1, handshake: 1000, idle: 2000,
-		certs: oneCert, suites: func(r *raw) { r.u16(0) }, banner: func(r *raw) { r.str("") }}
+		certs: oneCert, suites: func(r *raw) { r.u16(0) }, banner: func(r *raw) { r.str("") },
+		client: func(r *raw) { r.u8(0).u16(0).u16(0).u16(0) }}
 }
 
 func (w wcFields) done() []byte {
 	r := msg(MsgWorkerConfig).u32(w.uid).u32(w.gid).str(w.root).u8(w.delayed).u8(w.sslEnv).u16(w.sessions)
-	return r.u32(w.handshake).u32(w.idle).then(w.certs).then(w.suites).then(w.banner).done()
+	return r.u32(w.handshake).u32(w.idle).then(w.certs).then(w.suites).then(w.banner).then(w.client).done()
 }
 
 // wc is the reference raw WorkerConfig changed by f.
@@ -214,6 +222,10 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"worker 65 suites":          wc(func(w *wcFields) { w.suites = func(r *raw) { r.u16(65).bytes(make([]byte, 130)) } }),
 		"worker banner too long":    wc(func(w *wcFields) { w.banner = func(r *raw) { r.strN(4097, 'b') } }),
 		"worker for no sessions":    wc(func(w *wcFields) { w.sessions = 0 }),
+		"worker client cert mode 3": wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(3).u16(1).str("ca").u16(0).u16(1) } }),
+		"worker -m without CAs":     wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(1).u16(0).u16(0).u16(1) } }),
+		"worker CAs under -Z":       wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(0).u16(1).str("ca").u16(0).u16(1) } }),
+		"worker 513 client CAs":     wc(func(w *wcFields) { w.client = func(r *raw) { r.u8(1).u16(513) } }),
 		"worker huge length":        msg(MsgWorkerConfig).u32(1).u32(2).lenOnly(0xffffffff).done(),
 		"length beyond the data":    msg(MsgSignRefused).lenOnly(10).bytes([]byte("short")).done(),
 		"done block malformed":      msg(MsgHandshakeDone).str("TLSv1.3").str("X").str("A=1\x00").done(),
@@ -237,13 +249,17 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		"signature empty":           msg(MsgSignature).str("").done(),
 		"signature too long":        msg(MsgSignature).strN(1025, 's').done(),
 		"refused reason too long":   msg(MsgSignRefused).strN(1025, 'r').done(),
-		"keys count 0":              msg(MsgKeys).u16(0).str("").u32(1).u32(1).str("/x").u32(10).done(),
-		"keys count 65":             msg(MsgKeys).u16(65).str("").u32(1).u32(1).str("/x").u32(10).done(),
-		"keys uid 0":                msg(MsgKeys).u16(1).str("").u32(0).u32(1).str("/x").u32(10).done(),
-		"keys gid 0":                msg(MsgKeys).u16(1).str("").u32(1).u32(0).str("/x").u32(10).done(),
-		"keys root /":               msg(MsgKeys).u16(1).str("").u32(1).u32(1).str("/").u32(10).done(),
-		"keys root relative":        msg(MsgKeys).u16(1).str("").u32(1).u32(1).str("x").u32(10).done(),
-		"keys passphrase too long":  msg(MsgKeys).u16(1).strN(1025, 'p').u32(1).u32(1).str("/x").u32(10).done(),
+		"keys count 0":              msg(MsgKeys).u16(0).str("").u32(1).u32(1).str("/x").u32(10).u8(0).done(),
+		"keys count 65":             msg(MsgKeys).u16(65).str("").u32(1).u32(1).str("/x").u32(10).u8(0).done(),
+		"keys uid 0":                msg(MsgKeys).u16(1).str("").u32(0).u32(1).str("/x").u32(10).u8(0).done(),
+		"keys gid 0":                msg(MsgKeys).u16(1).str("").u32(1).u32(0).str("/x").u32(10).u8(0).done(),
+		"keys root /":               msg(MsgKeys).u16(1).str("").u32(1).u32(1).str("/").u32(10).u8(0).done(),
+		"keys root relative":        msg(MsgKeys).u16(1).str("").u32(1).u32(1).str("x").u32(10).u8(0).done(),
+		"keys tickets boolean 2":    msg(MsgKeys).u16(1).str("").u32(1).u32(1).str("/x").u32(10).u8(2).done(),
+		"seal empty state":          msg(MsgSealTicket).str("").done(),
+		"open empty ticket":         msg(MsgOpenTicket).str("").done(),
+		"ticket too long":           msg(MsgTicket).strN(MaxTicket+1, 't').done(),
+		"keys passphrase too long":  msg(MsgKeys).u16(1).strN(1025, 'p').u32(1).u32(1).str("/x").u32(10).u8(0).done(),
 		"loaded 65 keys":            msg(MsgKeysLoaded).u16(65).done(),
 		"loaded key too long":       msg(MsgKeysLoaded).u16(1).strN(32<<10+1, 'k').done(),
 		"loaded fewer than counted": msg(MsgKeysLoaded).u16(2).str("one").done(),
@@ -310,7 +326,7 @@ func TestDecodeAcceptsBoundaryValues(t *testing.T) {
 		"sign SHA-512":          msg(MsgSignRequest).u16(9).u16(uint16(crypto.SHA512)).u8(0).str(strings.Repeat("d", 64)).done(),
 		"sign Ed25519 max":      msg(MsgSignRequest).u16(0).u16(0).u8(0).strN(MaxSignInput, 'm').done(),
 		"signature max":         msg(MsgSignature).strN(1024, 's').done(),
-		"keys count 64":         msg(MsgKeys).u16(64).str("").u32(1).u32(1).str("/x").u32(10).done(),
+		"keys count 64":         msg(MsgKeys).u16(64).str("").u32(1).u32(1).str("/x").u32(10).u8(0).done(),
 		"reason max":            msg(MsgSessionFailed).u8(100).strN(1024, 'r').done(),
 		"banner max":            wc(func(w *wcFields) { w.banner = func(r *raw) { r.strN(4096, 'b') } }),
 		"worker 64 suites":      wc(func(w *wcFields) { w.suites = func(r *raw) { r.u16(64).bytes(make([]byte, 128)) } }),

@@ -692,8 +692,9 @@ func (h *harness) tlsSetup() *tlsSetup {
 	}
 	root := filepath.Join(dir, "root")
 	os.Mkdir(root, 0o555)
-	return &tlsSetup{certs: []protocol.Cert{{Chain: [][]byte{der}}}, leaves: []*x509.Certificate{h.leaf},
-		keyPaths: []string{keyPath}, keyVars: []string{"KEYFILE=" + keyPath}, uid: 65534, gid: 65533, root: root}
+	set := &certSet{certs: []protocol.Cert{{Chain: [][]byte{der}}}, leaves: []*x509.Certificate{h.leaf},
+		keyPaths: []string{keyPath}, keyVars: []string{"KEYFILE=" + keyPath}}
+	return &tlsSetup{certSet: set, uid: 65534, gid: 65533, root: root}
 }
 
 // dial connects a client.

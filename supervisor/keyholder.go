@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,8 +38,18 @@ type keyHolder struct {
 	proc Process
 	gone chan struct{} // closed when proc is reaped
 	stop chan struct{}
-	gen  int    // which key holder this is: 1, 2 after a restart, ...
-	last uint32 // the last worker ID given out
+	gen  int      // which key holder this is: 1, 2 after a restart, ...
+	last uint32   // the last worker ID given out
+	set  *certSet // the certificates of the running key holder's keys; nil: the tlsSetup's
+
+	retired []retiredHolder // replaced by a reload, still serving their workers
+}
+
+// retiredHolder is a key holder a reload replaced: it exits by itself
+// once the last worker attached to it has gone.
+type retiredHolder struct {
+	proc Process
+	gone chan struct{}
 }
 
 // upLocked returns the channel that is closed once a key holder runs,
@@ -53,25 +64,64 @@ func (k *keyHolder) upLocked() chan struct{} {
 // start runs the key holder and waits until it has loaded every key and
 // the public keys match the certificates.
 func (k *keyHolder) start() error {
-	files, err := k.openKeys()
+	set := k.currentSet()
+	proc, ch, err := k.spawn(set)
 	if err != nil {
 		return err
+	}
+	k.install(proc, ch, set)
+	return nil
+}
+
+// replace starts a key holder for set beside the running one and, once
+// its keys are loaded and match set's certificates, makes it the one new
+// workers attach to. The old one is told to go: it serves the workers
+// still attached to it and exits after the last. On error nothing has
+// changed.
+func (k *keyHolder) replace(set *certSet) error {
+	proc, ch, err := k.spawn(set)
+	if err != nil {
+		return err
+	}
+	if old := k.install(proc, ch, set); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// currentSet is the certificate set of the running key holder, or the
+// one to start it with.
+func (k *keyHolder) currentSet() *certSet {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.set != nil {
+		return k.set
+	}
+	return k.srv.tls.certSet
+}
+
+// spawn starts a key holder for set's keys and waits until it has loaded
+// them and its public keys match set's certificates.
+func (k *keyHolder) spawn(set *certSet) (Process, *protocol.Channel, error) {
+	files, err := openKeys(set)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer closeFiles(files)
 	ours, theirs, err := protocol.Pair("keyholder")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	proc, err := k.srv.spawn.Start(&ProcSpec{Path: k.srv.exe, Args: []string{protocol.KeyHolderArgv0}, Env: confinedEnv,
 		Extra: []*os.File{theirs, k.srv.tls.rootDir}, Sys: k.srv.tls.startAttr(), Bare: true, Said: k.srv.log.Child("keyholder")})
 	theirs.Close()
 	if err != nil {
 		ours.Close()
-		return fmt.Errorf("unable to start key holder: %w", err)
+		return nil, nil, fmt.Errorf("unable to start key holder: %w", err)
 	}
 	ch, err := protocol.NewChannel(ours, protocol.KeyHolderReports)
 	if err == nil {
-		err = k.load(ch, files)
+		err = k.load(ch, set, files)
 	}
 	if err != nil {
 		if ch != nil {
@@ -79,22 +129,44 @@ func (k *keyHolder) start() error {
 		}
 		proc.Signal(os.Kill)
 		proc.Wait()
-		return err
+		return nil, nil, err
 	}
+	return proc, ch, nil
+}
+
+// install makes proc the running key holder, with set's certificates,
+// and returns the channel of the one it replaces, if one ran.
+func (k *keyHolder) install(proc Process, ch *protocol.Channel, set *certSet) (old *protocol.Channel) {
 	gone := make(chan struct{})
 	k.mu.Lock()
-	k.ch, k.proc, k.gone = ch, proc, gone
+	select {
+	case <-k.stop: // shutdown has begun: it would not see this one
+		k.mu.Unlock()
+		ch.Close()
+		proc.Signal(os.Kill)
+		proc.Wait()
+		return nil
+	default:
+	}
+	old = k.ch
+	if old != nil {
+		k.retired = append(k.retired, retiredHolder{k.proc, k.gone})
+	}
+	k.ch, k.proc, k.gone, k.set = ch, proc, gone, set
 	k.gen++
-	close(k.upLocked())
+	if old == nil {
+		close(k.upLocked())
+	}
 	k.mu.Unlock()
 	k.srv.log.Info("keyholder pid %d", proc.Pid())
 	go k.watch(proc, ch, gone)
-	return nil
+	return old
 }
 
-func (k *keyHolder) openKeys() ([]*os.File, error) {
+// openKeys opens set's key files and, last, its TICKETKEYFILE.
+func openKeys(set *certSet) ([]*os.File, error) {
 	var files []*os.File
-	for _, p := range k.srv.tls.keyPaths {
+	for _, p := range set.keyPaths {
 		f, err := os.Open(p)
 		if err != nil {
 			closeFiles(files)
@@ -102,13 +174,21 @@ func (k *keyHolder) openKeys() ([]*os.File, error) {
 		}
 		files = append(files, f)
 	}
+	if set.tickets != "" {
+		f, err := os.Open(set.tickets)
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("unable to read TICKETKEYFILE: %w", err)
+		}
+		files = append(files, f)
+	}
 	return files, nil
 }
 
-func (k *keyHolder) load(ch *protocol.Channel, files []*os.File) error {
+func (k *keyHolder) load(ch *protocol.Channel, set *certSet, files []*os.File) error {
 	t := k.srv.tls
-	m := &protocol.Keys{Count: uint16(len(files)), Passphrase: t.passphrase, UID: t.uid, GID: t.gid,
-		Root: t.root, MaxFiles: uint32(2*k.srv.opt.MaxConn + 64)}
+	m := &protocol.Keys{Count: uint16(len(set.keyPaths)), Passphrase: t.passphrase, UID: t.uid, GID: t.gid,
+		Root: t.root, MaxFiles: uint32(2*k.srv.opt.MaxConn + 64), Tickets: set.tickets != ""}
 	if err := ch.Send(m, files...); err != nil {
 		return fmt.Errorf("key holder: %w", err)
 	}
@@ -120,21 +200,31 @@ func (k *keyHolder) load(ch *protocol.Channel, files []*os.File) error {
 	}
 	switch r := reply.(type) {
 	case *protocol.KeysLoaded:
-		return t.checkPublic(r.Public)
+		return set.checkPublic(r.Public)
 	case *protocol.KeysFailed:
-		return t.keyFailure(r.Reason)
+		return set.keyFailure(r.Reason)
 	}
 	return fmt.Errorf("key holder: unexpected message type %d", reply.Type())
 }
 
-// watch reaps the key holder and starts a new one unless we are stopping.
+// watch reaps the key holder and starts a new one unless we are stopping
+// or a reload has replaced it.
 func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}) {
 	st := proc.Wait()
 	close(gone)
 	k.mu.Lock()
-	k.ch, k.up = nil, make(chan struct{})
+	replaced := k.proc != proc
+	if replaced {
+		k.retired = slices.DeleteFunc(k.retired, func(r retiredHolder) bool { return r.proc == proc })
+	} else {
+		k.ch, k.up = nil, make(chan struct{})
+	}
 	k.mu.Unlock()
 	ch.Close()
+	if replaced {
+		k.srv.log.Info("replaced key holder %d ended (%s)", proc.Pid(), describe(st))
+		return
+	}
 	select {
 	case <-k.stop:
 		return
@@ -162,34 +252,47 @@ func (k *keyHolder) watch(proc Process, ch *protocol.Channel, gone chan struct{}
 // While the key holder is down it waits up to restartWait for the next.
 // A send that fails means the key holder has died and the supervisor
 // does not know it yet: that counts as down too.
-func (k *keyHolder) attach(f *os.File) (id uint32, gen int, err error) {
+func (k *keyHolder) attach(f *os.File) (khRef, error) {
 	deadline := time.Now().Add(restartWait)
 	for {
-		id, gen, up, err := k.tryAttach(f)
+		ref, up, err := k.tryAttach(f)
 		if err == nil {
-			return id, gen, nil
+			return ref, nil
 		}
-		if up == nil && !k.waitGone(gen, time.Until(deadline)) {
-			return 0, 0, err
+		if up == nil && !k.waitGone(ref.gen, time.Until(deadline)) {
+			return khRef{}, err
 		}
 		if up != nil && !k.waitUp(up, deadline) {
-			return 0, 0, errKeyHolderDown
+			return khRef{}, errKeyHolderDown
 		}
 	}
+}
+
+// khRef is how a worker is known to the key holder it is attached to:
+// the ID grants name it by, which key holder that is, and the
+// certificates whose keys that key holder has.
+type khRef struct {
+	id  uint32
+	gen int
+	set *certSet
 }
 
 // tryAttach sends NewWorker to the running key holder. When none runs
 // it returns the channel that closes when one does; when the send
 // fails, the key holder's generation.
-func (k *keyHolder) tryAttach(f *os.File) (id uint32, gen int, up chan struct{}, err error) {
+func (k *keyHolder) tryAttach(f *os.File) (ref khRef, up chan struct{}, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.ch == nil {
-		return 0, 0, k.upLocked(), errKeyHolderDown
+		return khRef{}, k.upLocked(), errKeyHolderDown
 	}
 	k.last++
 	m := &protocol.NewWorker{ID: k.last, Signs: 1, WaitMsec: uint32(grantWait / time.Millisecond)}
-	return k.last, k.gen, nil, k.ch.Send(m, f)
+	set := k.set
+	if set == nil {
+		set = k.srv.tls.certSet
+	}
+	return khRef{k.last, k.gen, set}, nil, k.ch.Send(m, f)
 }
 
 // waitUp waits for up to close, until deadline or shutdown.
@@ -206,19 +309,19 @@ func (k *keyHolder) waitUp(up chan struct{}, deadline time.Time) bool {
 }
 
 // newChannel makes a worker's key channel and attaches it: the worker's
-// end, with the ID and key holder it is known by.
-func (k *keyHolder) newChannel() (worker *os.File, id uint32, gen int, err error) {
+// end, with how the worker is known at the key holder.
+func (k *keyHolder) newChannel() (worker *os.File, ref khRef, err error) {
 	worker, ours, err := protocol.Pair("keyholder")
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, khRef{}, err
 	}
-	id, gen, err = k.attach(ours)
+	ref, err = k.attach(ours)
 	ours.Close()
 	if err != nil {
 		worker.Close()
-		return nil, 0, 0, err
+		return nil, khRef{}, err
 	}
-	return worker, id, gen, nil
+	return worker, ref, nil
 }
 
 // waitGone waits up to d until key holder gen is no longer the running
@@ -262,8 +365,11 @@ func (k *keyHolder) runs(gen int) bool { return k.ch != nil && gen == k.gen }
 func (k *keyHolder) shutdown() {
 	close(k.stop)
 	k.mu.Lock()
-	ch, proc, gone := k.ch, k.proc, k.gone
+	ch, proc, gone, retired := k.ch, k.proc, k.gone, k.retired
 	k.mu.Unlock()
+	for _, r := range retired {
+		reapWithin(r.proc, r.gone, retireGrace)
+	}
 	if ch == nil {
 		return
 	}

@@ -106,6 +106,13 @@ func (l *Log) Warning(format string, args ...any) {
 	l.h.Warn("warning: "+fmt.Sprintf(format, args...), "event", "warning")
 }
 
+// Reload logs what a certificate reload changed. It is shown at the
+// default -Q, with the warnings: an operator who renewed a certificate
+// wants to see it taken.
+func (l *Log) Reload(msg string) {
+	l.h.Warn(msg, "event", "reload")
+}
+
 // Fatal logs "fatal: ..."; the caller exits.
 func (l *Log) Fatal(format string, args ...any) {
 	l.h.Error("fatal: "+fmt.Sprintf(format, args...), "event", "fatal")

@@ -76,8 +76,9 @@ PTR lookup, use --help):
   -e, -E    set / don't set the TCP* variables too (-e)
   -s, -S    put / don't put the SSL_* variables in the environment (-S)
   -n, -N    delayed TLS (UCSPI-TLS, STARTTLS) / immediate TLS (-N)
-  -z, -m    require a client certificate: not supported yet, refused
-  -Z        don't ask for a client certificate (the only behaviour)
+  -z        require a client certificate naming the remote host (-h)
+  -m        require a client certificate, no name check
+  -Z        don't ask for a client certificate (-Z)
   -1        print the bound port on standard output
   -3        read the key's passphrase from fd 3
   -4, -6    bind the first IPv4 / IPv6 address of a host name
@@ -89,18 +90,24 @@ PTR lookup, use --help):
   -V        as -v, with the protocol and cipher in the tls line
   --help    print this help and exit 0
 
-Environment read at start:
+Environment read at start (the certificate files again on SIGHUP):
   CERTFILE             certificate chain, PEM, leaf first (required)
   KEYFILE              its private key; unset: the key is in CERTFILE
   CERTCHAINFILE        more certificates for CERTFILE's chain
   CERTFILE:name        certificate for SNI name "name"
   KEYFILE:name         its key; unset: in CERTFILE:name
+  CAFILE, CADIR        CAs of client certificates (-z, -m): PEM file, hash dir
+  CCAFILE              CAs named to clients (default: CAFILE's; -: none)
+  VERIFYDEPTH          CA certificates above a client's, at most (5)
+  TICKETKEYFILE        session-ticket keys shared by hosts and restarts
+  CERTFILE2, KEYFILE2  a second certificate (say RSA) for the default; :name too
   CIPHERS              TLS 1.2 suites, OpenSSL names
   DHFILE               ignored
   SSL_UID, SSL_GID     ids of the TLS workers and the key holder
   SSL_CHROOT           their empty root directory
   SSL_PREFORK          TLS workers started ahead of demand (4)
   SSL_WORKER_SESSIONS  sessions one worker may serve (1)
+  SSL_RELOAD_POLL      seconds between looks at the certificate files (60; 0: none)
   MAXCONIP             sessions at once per client address
   DNSCACHEIP           DNS server for -h, -p and the local name
   PROXYFROM            proxies (addresses, CIDRs) that must send a PROXY header
@@ -112,6 +119,7 @@ Environment read at start:
   PATH, TMPDIR         to find program; where the default root is made
 
 Exit status: 0 stopped by SIGTERM or SIGINT, 100 usage, 111 cannot start.
+A session refused for its client certificate ends with status 110.
 `
 
 func defaultOptions() *Options {
@@ -195,8 +203,8 @@ func (o *Options) positional(args []string) error {
 	if o.Program[0] == "" {
 		return fmt.Errorf("%w: empty program name", ErrUsage)
 	}
-	if o.ClientCert != 'Z' {
-		return fmt.Errorf("%w: option -%c: client certificates are not supported yet", ErrUsage, o.ClientCert)
+	if o.ClientCert == 'z' && o.Delayed {
+		return fmt.Errorf("%w: option -z with -n: matching the client's name under delayed TLS is not supported yet; use -m", ErrUsage)
 	}
 	return nil
 }

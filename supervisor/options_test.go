@@ -188,8 +188,7 @@ func TestParseArgsUsageErrors(t *testing.T) {
 		"-u name":              {"-u", "root", "0", "1", "p"},
 		"-g negative":          {"-g", "-5", "0", "1", "p"},
 		"-u too big":           {"-u", "4294967296", "0", "1", "p"},
-		"-z unsupported":       {"-z", "0", "1", "p"},
-		"-m unsupported":       {"-m", "0", "1", "p"},
+		"-z with -n":           {"-n", "-z", "0", "1", "p"},
 		"dash dash then short": {"--", "0", "1"},
 	}
 	for what, args := range cases {
@@ -235,7 +234,7 @@ func TestTimeoutsSurviveTheWorkerConfig(t *testing.T) {
 		if err != nil {
 			continue // refusing is fine
 		}
-		c := (&Server{opt: o, tls: &tlsSetup{}}).workerConfig()
+		c := (&Server{opt: o, tls: &tlsSetup{}}).workerConfig(&certSet{})
 		if got := time.Duration(c.IdleMsec) * time.Millisecond; got != o.Idle {
 			t.Errorf("%q: idle %v reaches the worker as %v", args, o.Idle, got)
 		}

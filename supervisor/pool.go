@@ -38,8 +38,9 @@ type workerPool struct {
 type pooledWorker struct {
 	proc   Process
 	ch     *protocol.Channel
-	khID   uint32 // its name at the key holder, for grants
-	khGen  int    // which key holder has its key channel
+	khID   uint32   // its name at the key holder, for grants
+	khGen  int      // which key holder has its key channel
+	set    *certSet // the certificates it was configured with
 	served int
 	gone   chan struct{} // closed when reaped
 	state  ExitState     // valid once gone is closed
@@ -129,15 +130,20 @@ func (p *workerPool) rekey(w *pooledWorker) error {
 	if !kh.waitGone(w.khGen, restartWait) {
 		return &brokeProtocol{"a new key channel while its key holder runs"}
 	}
-	khW, id, gen, err := kh.newChannel()
+	khW, ref, err := kh.newChannel()
 	if err != nil {
 		return err
 	}
 	defer khW.Close()
+	if ref.set != w.set {
+		// The next key holder's keys are not those of the worker's
+		// certificates: the worker can only go.
+		return errors.New("its certificates were replaced by a reload")
+	}
 	if err := w.ch.Send(&protocol.KeyChannel{}, khW); err != nil {
 		return err
 	}
-	w.khID, w.khGen = id, gen
+	w.khID, w.khGen = ref.id, ref.gen
 	return nil
 }
 
@@ -225,7 +231,7 @@ func (p *workerPool) start() (*pooledWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	khW, id, gen, err := s.kh.newChannel()
+	khW, ref, err := s.kh.newChannel()
 	var proc Process
 	if err == nil {
 		proc, err = s.spawn.Start(&ProcSpec{Path: s.exe, Args: []string{protocol.WorkerArgv0}, Env: workerEnv,
@@ -237,11 +243,11 @@ func (p *workerPool) start() (*pooledWorker, error) {
 		ours.Close()
 		return nil, err
 	}
-	w := &pooledWorker{proc: proc, khID: id, khGen: gen, gone: make(chan struct{})}
+	w := &pooledWorker{proc: proc, khID: ref.id, khGen: ref.gen, set: ref.set, gone: make(chan struct{})}
 	p.track(w)
 	go p.reap(w)
 	if w.ch, err = protocol.NewChannel(ours, protocol.WorkerReports); err == nil {
-		err = w.configure(s.workerConfig())
+		err = w.configure(s.workerConfig(ref.set)) // the certificates of the key holder it is attached to
 	}
 	if err != nil {
 		w.kill()
@@ -360,6 +366,26 @@ func (p *workerPool) release(w *pooledWorker, ok bool) {
 		}
 	}
 	w.retire()
+}
+
+// retireStale retires the idle workers attached to a key holder that is
+// no longer the running one: after a reload they hold the old
+// certificates.
+func (p *workerPool) retireStale() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept, n := p.idle[:0], 0
+	for _, w := range p.idle {
+		if p.srv.kh.current(w.khGen) {
+			kept = append(kept, w)
+			continue
+		}
+		w.retire()
+		n++
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	return n
 }
 
 // stop retires the idle workers, starts no more, and waits until every

@@ -45,6 +45,8 @@ type Server struct {
 	tls     *tlsSetup
 	kh      *keyHolder
 	pool    *workerPool
+	reloads reloader
+	poll    time.Duration // SSL_RELOAD_POLL
 	seq     atomic.Uint32 // session numbers, for the worker protocol
 	environ []string      // the program's base environment
 	proxies proxyTrust    // PROXYFROM
@@ -89,11 +91,11 @@ func mainFlavor(args []string, stdout, stderr *os.File, sp Spawner, fl *flavor) 
 	out.start(stderr)
 	defer out.close(logFlushWait)
 	// Caught from here on: by default SIGHUP would kill sslserver without
-	// draining, leaving workers and programs behind.
+	// draining, leaving workers and programs behind. One that comes before
+	// the server is ready waits in the channel and reloads then.
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
-	go ignoreHangups(hups, log)
 	// Descriptors inherited from whoever started us must not reach a
 	// worker, the key holder or a program.
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -126,6 +128,8 @@ func mainFlavor(args []string, stdout, stderr *os.File, sp Spawner, fl *flavor) 
 			return protocol.ExitTemp
 		}
 	}
+	s.logRecords(s.tls.certSet)
+	go s.watchCerts(hups, s.poll)
 	s.notify(daemonReady)
 	s.serve(ln)
 	return protocol.ExitOK
@@ -159,6 +163,9 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 	if s.pool.target, s.pool.sessions, err = poolSettings(os.Getenv, opt.MaxConn); err != nil {
 		return nil, nil, err
 	}
+	if s.poll, err = pollInterval(os.Getenv); err != nil {
+		return nil, nil, err
+	}
 	s.perIP.count = map[netip.Addr]int{}
 	if s.perIP.limit, err = parseMaxConIP(os.Getenv("MAXCONIP")); err != nil {
 		return nil, nil, err
@@ -188,9 +195,9 @@ func setup(opt *Options, log *Log, sp Spawner) (*Server, *net.TCPListener, error
 		s.tls.cleanup()
 		return nil, nil, err
 	}
-	if _, err := protocol.Decode(protocol.Encode(s.workerConfig())); err != nil {
+	if err := s.checkConfig(s.tls.certSet); err != nil {
 		s.tls.cleanup()
-		return nil, nil, fmt.Errorf("TLS settings a worker would refuse: %w", err)
+		return nil, nil, err
 	}
 	if opt.UID != nil && *opt.UID == s.tls.uid {
 		log.Warning("TLS workers share the program's uid %d, so programs could signal them and the key holder: set SSL_UID and SSL_GID to an account of their own", s.tls.uid)
@@ -317,18 +324,6 @@ func (s *Server) serve(ln *net.TCPListener) {
 		s.startSession(c)
 	}
 	s.drain()
-}
-
-// ignoreHangups logs each SIGHUP and does nothing else: an operator used
-// to daemons that reload on SIGHUP learns that this one does not (yet),
-// and sslserver keeps serving.
-//
-// A reload, when there is one, tells the service manager: daemonReloading
-// before it starts, daemonReady once the new set serves.
-func ignoreHangups(hups <-chan os.Signal, log *Log) {
-	for range hups {
-		log.Warning("SIGHUP ignored: certificate reload is not implemented yet; restart sslserver to load new certificates")
-	}
 }
 
 func (s *Server) stopOnSignal(sigs <-chan os.Signal, ln *net.TCPListener) {

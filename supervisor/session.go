@@ -40,6 +40,7 @@ type session struct {
 	failed    *protocol.SessionFailed // what the worker reported
 	handshook bool                    // the worker reported its handshake (only once)
 	killed    bool
+	rejected  bool // -z: the client's certificate does not name the remote host
 }
 
 // sessionFiles are the descriptors made for one session. The worker gets
@@ -273,19 +274,37 @@ func (ss *session) startWorker() error {
 	return nil
 }
 
-// workerConfig is what every worker is told; setup checks once that it
-// passes the worker's own decoder, so no session fails on it.
-func (s *Server) workerConfig() *protocol.WorkerConfig {
+// workerConfig is what every worker with the certificates of set is
+// told; checkConfig checks, at start and at each reload, that it passes
+// the worker's own decoder, so no session fails on it.
+func (s *Server) workerConfig(set *certSet) *protocol.WorkerConfig {
 	o, t := s.opt, s.tls
 	c := &protocol.WorkerConfig{
 		UID: t.uid, GID: t.gid, Root: t.root, Delayed: o.Delayed, SSLEnv: o.SSLEnv,
 		HandshakeMsec: uint32(o.Handshake / time.Millisecond), IdleMsec: uint32(o.Idle / time.Millisecond),
-		Certs: t.certs, CipherSuites: t.suites, Sessions: uint16(s.pool.sessions),
+		Certs: set.certs, CipherSuites: t.suites, Sessions: uint16(s.pool.sessions),
 	}
 	if !o.Delayed {
 		c.Banner = []byte(o.Banner)
 	}
+	if set.client != nil {
+		c.ClientCert = clientCertMode(o)
+		c.ClientCAs, c.AdvertiseCAs, c.VerifyDepth = set.client.trusted, set.client.advertise, set.client.depth
+	}
 	return c
+}
+
+// checkConfig refuses a certificate set whose worker configuration a
+// worker would refuse, or that does not fit in one message.
+func (s *Server) checkConfig(set *certSet) error {
+	b := protocol.Encode(s.workerConfig(set))
+	if len(b) > protocol.MaxMsg {
+		return fmt.Errorf("the certificates and CAs take %d bytes, more than the %d a worker is given: fewer CA certificates (CAFILE, CADIR)", len(b), protocol.MaxMsg)
+	}
+	if _, err := protocol.Decode(b); err != nil {
+		return fmt.Errorf("TLS settings a worker would refuse: %w", err)
+	}
+	return nil
 }
 
 // startProgram waits for the handshake first when the program wants the
@@ -295,12 +314,20 @@ func (ss *session) startProgram() Process {
 	o := ss.srv.opt
 	defer ss.f.closeAll()
 	var tlsVars []env.Var
-	if !o.Delayed && o.SSLEnv {
+	// With -z or -m the program starts only once the client's
+	// certificate has verified: it may rely on who the client is.
+	if !o.Delayed && (o.SSLEnv || o.ClientCert != 'Z') {
 		vars, ok := ss.awaitHandshake()
 		if !ok {
 			return nil
 		}
-		tlsVars = vars
+		if err := ss.matchClientName(vars); err != nil {
+			ss.rejectClient(err)
+			return nil
+		}
+		if o.SSLEnv {
+			tlsVars = vars
+		}
 	}
 	return ss.exec(tlsVars)
 }

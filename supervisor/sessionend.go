@@ -216,6 +216,8 @@ func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan str
 func (ss *session) logEnd(ps ExitState, ran bool) {
 	pid := ss.w.proc.Pid()
 	switch {
+	case ss.rejected:
+		ss.srv.log.End(pid, "status", protocol.ExitClientCert)
 	case ss.endCode < 0:
 		ss.srv.log.Warning("TLS worker %d for %s ended the session without a report (%s)", pid, ss.ep.RemoteIP, ss.w.fate())
 		ss.srv.log.End(pid, "status", protocol.ExitTemp)

@@ -82,5 +82,5 @@ func (s *Server) notify(state string) {
 const (
 	daemonReady     = daemon.SdNotifyReady
 	daemonStopping  = daemon.SdNotifyStopping
-	daemonReloading = daemon.SdNotifyReloading // for the certificate reload to come
+	daemonReloading = daemon.SdNotifyReloading // around a certificate reload (reload.go)
 )

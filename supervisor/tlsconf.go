@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,10 +24,7 @@ import (
 // tlsSetup is everything TLS that the supervisor resolves at start, as
 // numbers, DER and paths: workers and the key holder look nothing up.
 type tlsSetup struct {
-	certs      []protocol.Cert
-	leaves     []*x509.Certificate // by key index
-	keyPaths   []string            // by key index
-	keyVars    []string            // by key index: where the path came from, for errors
+	*certSet   // as read at start; the key holder has the current one (see keyHolder.set)
 	suites     []uint16
 	uid, gid   uint32
 	root       string
@@ -94,18 +92,11 @@ type getenv func(string) string
 // KEYFILE:name pairs of s6's SNI convention, CIPHERS, and the worker's
 // SSL_UID, SSL_GID and SSL_CHROOT.
 func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error) {
-	t := &tlsSetup{}
-	if get("CERTFILE") == "" {
-		return nil, fmt.Errorf("CERTFILE is not set")
-	}
-	if err := t.addCert("", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+	set, err := loadCerts(get, environ, o.ClientCert != 'Z')
+	if err != nil {
 		return nil, err
 	}
-	for _, name := range sniNames(environ) {
-		if err := t.addCert(strings.ToLower(name), get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
-			return nil, err
-		}
-	}
+	t := &tlsSetup{certSet: set}
 	suites, ignored, err := cipherSuites(get("CIPHERS"))
 	if err != nil {
 		return nil, err
@@ -123,12 +114,31 @@ func loadTLS(o *Options, get getenv, environ []string, l *Log) (*tlsSetup, error
 	return t, t.workerRoot(get("SSL_CHROOT"))
 }
 
-// sniNames lists the names of CERTFILE:name variables as written, sorted.
-func sniNames(environ []string) []string {
+// addSecond adds CERTFILE2 and KEYFILE2 (or CERTFILE2:name and
+// KEYFILE2:name) when set: a second certificate for the same name, say
+// RSA beside ECDSA, for clients that cannot use the first.
+func (t *certSet) addSecond(name string, get getenv) error {
+	suffix := ""
+	if name != "" {
+		suffix = ":" + name
+	}
+	certFile := get("CERTFILE2" + suffix)
+	if certFile == "" {
+		if get("KEYFILE2"+suffix) != "" {
+			return fmt.Errorf("KEYFILE2%s is set but CERTFILE2%s is not", suffix, suffix)
+		}
+		return nil
+	}
+	return t.addCert(strings.ToLower(name), "2", certFile, get("KEYFILE2"+suffix), "")
+}
+
+// sniNames lists the names of prefix+name variables (CERTFILE:name) as
+// written, sorted.
+func sniNames(environ []string, prefix string) []string {
 	var names []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if name, ok := strings.CutPrefix(k, "CERTFILE:"); ok && name != "" {
+		if name, ok := strings.CutPrefix(k, prefix); ok && name != "" {
 			names = append(names, name)
 		}
 	}
@@ -136,8 +146,68 @@ func sniNames(environ []string) []string {
 	return names
 }
 
-func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
-	certVar, keyVar := "CERTFILE", "KEYFILE"
+// certSet is one generation of certificates: what CERTFILE, KEYFILE,
+// CERTCHAINFILE and the SNI pairs held when they were read. A reload
+// makes a new one and switches to it whole.
+type certSet struct {
+	certs    []protocol.Cert
+	leaves   []*x509.Certificate // by key index
+	keyPaths []string            // by key index
+	keyVars  []string            // by key index: where the path came from, for errors
+	labels   []string            // by key index: how the log names it ("default", "mx.example.org/2")
+	files    []string            // every file read, for the poll that sees them change
+	client   *clientCAs          // -z, -m; nil under -Z
+	tickets  string              // TICKETKEYFILE; "": the key holder makes its own ticket keys
+}
+
+// loadCerts reads and checks CERTFILE, KEYFILE, CERTCHAINFILE and the
+// CERTFILE:name / KEYFILE:name pairs, and with clientCert the client CAs;
+// the keys themselves are read by the key holder.
+func loadCerts(get getenv, environ []string, clientCert bool) (*certSet, error) {
+	t := &certSet{}
+	if get("CERTFILE") == "" {
+		return nil, fmt.Errorf("CERTFILE is not set")
+	}
+	if err := t.addCert("", "", get("CERTFILE"), get("KEYFILE"), get("CERTCHAINFILE")); err != nil {
+		return nil, err
+	}
+	if err := t.addSecond("", get); err != nil {
+		return nil, err
+	}
+	names := sniNames(environ, "CERTFILE:")
+	for _, name := range names {
+		if err := t.addCert(strings.ToLower(name), "", get("CERTFILE:"+name), get("KEYFILE:"+name), ""); err != nil {
+			return nil, err
+		}
+		if err := t.addSecond(name, get); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range sniNames(environ, "CERTFILE2:") {
+		if !slices.Contains(names, name) {
+			return nil, fmt.Errorf("CERTFILE2:%s is set but CERTFILE:%s is not: the second certificate of a name comes with a first", name, name)
+		}
+	}
+	if t.tickets = get("TICKETKEYFILE"); t.tickets != "" {
+		t.files = append(t.files, t.tickets)
+	}
+	if clientCert {
+		var err error
+		if t.client, err = loadClientCAs(get, &t.files); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// addCert adds the certificate of CERTFILE (which "") or CERTFILE2
+// (which "2"), for the default or for SNI name.
+func (t *certSet) addCert(name, which, certFile, keyFile, chainFile string) error {
+	certVar, keyVar := "CERTFILE"+which, "KEYFILE"+which
+	label := certName(name)
+	if which != "" {
+		label += "/" + which
+	}
 	if name != "" {
 		certVar, keyVar = certVar+":"+name, keyVar+":"+name
 	}
@@ -182,6 +252,11 @@ func (t *tlsSetup) addCert(name, certFile, keyFile, chainFile string) error {
 	t.keyPaths = append(t.keyPaths, keyFile)
 	t.keyVars = append(t.keyVars, keyDesc)
 	t.leaves = append(t.leaves, leaf)
+	t.labels = append(t.labels, label)
+	t.files = append(t.files, certFile, keyFile)
+	if chainFile != "" {
+		t.files = append(t.files, chainFile)
+	}
 	return nil
 }
 
@@ -194,15 +269,19 @@ func hasKeyBlock(pemData []byte) bool {
 
 // keyFailure names the file and variable of the key a KeysFailed reason
 // is about.
-func (t *tlsSetup) keyFailure(reason string) error {
-	if i, failure, ok := protocol.ParseKeyReason(reason); ok && i < len(t.keyVars) {
+func (t *certSet) keyFailure(reason string) error {
+	i, failure, ok := protocol.ParseKeyReason(reason)
+	switch {
+	case ok && i < len(t.keyVars):
 		return fmt.Errorf("%s: %s", t.keyVars[i], failure)
+	case ok && i == len(t.keyVars) && t.tickets != "": // the file after the keys
+		return fmt.Errorf("TICKETKEYFILE=%s: %s", t.tickets, failure)
 	}
 	return errors.New(reason)
 }
 
 // checkPublic compares the key holder's public keys with the leaves.
-func (t *tlsSetup) checkPublic(public [][]byte) error {
+func (t *certSet) checkPublic(public [][]byte) error {
 	if len(public) != len(t.leaves) {
 		return fmt.Errorf("key holder loaded %d keys, want %d", len(public), len(t.leaves))
 	}

@@ -36,14 +36,14 @@ func KeyHolderMain() int {
 	if err != nil {
 		return fail(protocol.KeyHolderArgv0, err)
 	}
-	signers, err := loadKeys(sup)
+	signers, tickets, err := loadKeys(sup)
 	if err != nil {
 		if sup.Send(&protocol.KeysFailed{Reason: err.Error()}) == nil {
 			return protocol.ExitTemp // the supervisor logs it, once
 		}
 		return fail(protocol.KeyHolderArgv0, err)
 	}
-	return serveSupervisor(sup, signers)
+	return serveSupervisor(sup, signers, tickets)
 }
 
 func fail(who string, err error) int {
@@ -67,10 +67,10 @@ func recvFirst(ch *protocol.Channel, want protocol.MsgType, what string) (protoc
 	return m, files, nil
 }
 
-func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
+func loadKeys(sup *protocol.Channel) ([]crypto.Signer, *ticketKeys, error) {
 	m, files, err := recvFirst(sup, protocol.MsgKeys, "the keys")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	km := m.(*protocol.Keys)
 	// Confine and sandbox first: the key files are already open, and
@@ -78,14 +78,32 @@ func loadKeys(sup *protocol.Channel) ([]crypto.Signer, error) {
 	jail := Jail{UID: km.UID, GID: km.GID, Root: km.Root, RootFD: protocol.KeyHolderFdRoot, MaxFiles: uint64(km.MaxFiles)}
 	if err := confineAndSandbox(jail); err != nil {
 		closeFiles(files)
-		return nil, err
+		return nil, nil, err
 	}
-	signers, err := parseKeyFiles(files, km.Passphrase)
+	tickets, err := loadTicketKeys(km, files)
+	if err != nil {
+		closeFiles(files[:km.Count])
+		return nil, nil, err
+	}
+	signers, err := parseKeyFiles(files[:km.Count], km.Passphrase)
 	keys.Wipe(km.Passphrase)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return signers, sendPublic(sup, signers)
+	return signers, tickets, sendPublic(sup, signers)
+}
+
+// loadTicketKeys reads TICKETKEYFILE, the file after the keys, or makes
+// keys of our own. Its failure is reported as the key one past the last.
+func loadTicketKeys(km *protocol.Keys, files []*os.File) (*ticketKeys, error) {
+	if !km.Tickets {
+		return randomTicketKeys()
+	}
+	t, err := readTicketKeys(files[km.Count])
+	if err != nil {
+		return nil, protocol.KeyError(int(km.Count), err)
+	}
+	return t, nil
 }
 
 func parseKeyFiles(files []*os.File, pass []byte) ([]crypto.Signer, error) {
@@ -132,15 +150,20 @@ func sendPublic(sup *protocol.Channel, signers []crypto.Signer) error {
 }
 
 // serveSupervisor takes worker channels, and grants for them, until the
-// supervisor hangs up.
-func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
+// supervisor hangs up; it returns once the workers it has have hung up
+// too. A reload makes the supervisor hang up on the key holder it
+// replaces, and the sessions that began with that key holder's keys
+// finish with them.
+func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer, tickets *ticketKeys) int {
 	var (
 		mu      sync.Mutex
 		workers = map[uint32]*workerClient{}
+		serving sync.WaitGroup
 	)
 	for {
 		m, files, err := sup.Recv()
 		if errors.Is(err, io.EOF) {
+			serving.Wait()
 			return protocol.ExitOK
 		}
 		if err != nil {
@@ -152,7 +175,7 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 			if err != nil {
 				return fail(protocol.KeyHolderArgv0, err)
 			}
-			w := &workerClient{ch: ch, signers: signers, wait: time.Duration(m.WaitMsec) * time.Millisecond,
+			w := &workerClient{ch: ch, signers: signers, tickets: tickets, wait: time.Duration(m.WaitMsec) * time.Millisecond,
 				grants: make(chan struct{}, 1)}
 			w.grant(int(m.Signs))
 			mu.Lock()
@@ -162,7 +185,9 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 			if old != nil {
 				return fail(protocol.KeyHolderArgv0, fmt.Errorf("worker ID %d given twice", m.ID))
 			}
+			serving.Add(1)
 			go func() {
+				defer serving.Done()
 				w.serve()
 				mu.Lock()
 				delete(workers, m.ID)
@@ -183,22 +208,42 @@ func serveSupervisor(sup *protocol.Channel, signers []crypto.Signer) int {
 }
 
 // workerClient is one worker's channel as the key holder sees it, for
-// the worker's life. Each signature takes an allowance; the supervisor
-// grants one per session. Allowances do not add up: a worker whose
-// session needed no signature does not carry one into the next.
+// the worker's life. Each signature, ticket sealed and ticket opened
+// takes an allowance of its kind; the supervisor grants a session's worth
+// (perSession) for each session. Allowances do not add up: a worker
+// whose session needed no signature does not carry one into the next.
 type workerClient struct {
 	ch      *protocol.Channel
 	signers []crypto.Signer
+	tickets *ticketKeys
 	wait    time.Duration // for a grant, beyond the allowance
 	mu      sync.Mutex
-	allowed int
+	allowed [opKinds]int
 	grants  chan struct{} // a token when allowed went up
 }
 
-// grant raises the allowance to n.
+// The kinds of request a worker may make of the key holder.
+const (
+	opSign = iota
+	opSeal
+	opOpen
+	opKinds
+)
+
+// perSession is what one session may ask of each kind: one signature
+// (a full handshake signs once), one ticket sealed (Go's server sends one
+// ticket a handshake, TLS 1.2 or 1.3), and two tickets opened (a TLS 1.3
+// client may offer more than one; Go's server tries them in turn).
+var perSession = [opKinds]int{opSign: 1, opSeal: 1, opOpen: 2}
+
+var opNames = [opKinds]string{opSign: "signatures", opSeal: "tickets to seal", opOpen: "tickets to open"}
+
+// grant raises each allowance to n sessions' worth.
 func (w *workerClient) grant(n int) {
 	w.mu.Lock()
-	w.allowed = max(w.allowed, n)
+	for op := range w.allowed {
+		w.allowed[op] = max(w.allowed[op], n*perSession[op])
+	}
 	w.mu.Unlock()
 	select {
 	case w.grants <- struct{}{}:
@@ -209,13 +254,13 @@ func (w *workerClient) grant(n int) {
 // take uses one allowance, waiting up to w.wait for a grant: one the
 // supervisor sent before this worker's session may still be on its way
 // through the supervisor's channel.
-func (w *workerClient) take() bool {
+func (w *workerClient) take(op int) bool {
 	deadline := time.NewTimer(w.wait)
 	defer deadline.Stop()
 	for {
 		w.mu.Lock()
-		if w.allowed > 0 {
-			w.allowed--
+		if w.allowed[op] > 0 {
+			w.allowed[op]--
 			w.mu.Unlock()
 			return true
 		}
@@ -238,20 +283,50 @@ func (w *workerClient) serve() {
 		if err != nil {
 			return
 		}
-		req := m.(*protocol.SignRequest) // the channel accepts nothing else
-		if !w.take() {
-			w.refuse("no more signatures for this session")
+		op := opOf(m)
+		if !w.take(op) {
+			w.refuse("no more " + opNames[op] + " for this session")
 			return
 		}
-		sig, err := w.sign(req)
+		reply, err := w.answer(m)
 		if err != nil {
 			w.refuse(err.Error())
 			return
 		}
-		if w.ch.Send(&protocol.Signature{Sig: sig}) != nil {
+		if w.ch.Send(reply) != nil {
 			return
 		}
 	}
+}
+
+// opOf is the kind of a request the channel accepted.
+func opOf(m protocol.Message) int {
+	switch m.(type) {
+	case *protocol.SealTicket:
+		return opSeal
+	case *protocol.OpenTicket:
+		return opOpen
+	}
+	return opSign
+}
+
+// answer serves one request within its allowance.
+func (w *workerClient) answer(m protocol.Message) (protocol.Message, error) {
+	switch m := m.(type) {
+	case *protocol.SealTicket:
+		t, err := w.tickets.seal(m.State)
+		if err != nil || len(t) > protocol.MaxTicket {
+			return nil, errors.New("unable to seal the ticket")
+		}
+		return &protocol.Ticket{Ticket: t}, nil
+	case *protocol.OpenTicket:
+		return &protocol.TicketState{State: w.tickets.open(m.Ticket)}, nil
+	}
+	sig, err := w.sign(m.(*protocol.SignRequest)) // the channel accepts nothing else
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.Signature{Sig: sig}, nil
 }
 
 func (w *workerClient) refuse(reason string) {

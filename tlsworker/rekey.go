@@ -56,6 +56,13 @@ func (l *keyLink) renew(old *protocol.Channel) (*protocol.Channel, error) {
 	}
 }
 
+// current is the channel in use: the first, or the one renew got.
+func (l *keyLink) current() *protocol.Channel {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ch
+}
+
 // deliver takes the descriptor of a KeyChannel; one nobody asked for is
 // closed.
 func (l *keyLink) deliver(f *os.File) {

@@ -51,14 +51,7 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 
 // roundTrip sends req and reads the answer, within s.timeout.
 func (s *remoteSigner) roundTrip(req *protocol.SignRequest) (protocol.Message, error) {
-	if err := s.ch.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-		return nil, err
-	}
-	if err := s.ch.Send(req); err != nil {
-		return nil, err
-	}
-	m, _, err := s.ch.Recv()
-	return m, err
+	return exchange(s.ch, req, s.timeout)
 }
 
 func signRequest(key uint16, digest []byte, opts crypto.SignerOpts) (*protocol.SignRequest, error) {

@@ -41,6 +41,8 @@ type worker struct {
 	sup   *protocol.Channel
 	kh    *keyLink           // to the key holder, which allows one signature per session
 	certs []*tls.Certificate // with the key holder's signer in place of a key
+	peers *clientVerifier    // -z, -m; nil under -Z
+	tix   *ticketClient      // session tickets, sealed and opened by the key holder
 	msgs  chan supMsg        // from readSupervisor
 	then  func()             // see WorkerMainThen
 }
@@ -124,6 +126,10 @@ func (w *worker) start() error {
 		}
 		signer := &remoteSigner{pub: leaf.PublicKey, key: c.Key, ch: w.kh.ch, timeout: signWait, renew: w.kh.renew}
 		w.certs = append(w.certs, &tls.Certificate{Certificate: c.Chain, PrivateKey: signer, Leaf: leaf})
+	}
+	w.tix = &ticketClient{link: w.kh, timeout: signWait}
+	if w.peers, err = newClientVerifier(w.cfg); err != nil {
+		return err
 	}
 	go w.readSupervisor()
 	return w.sup.Send(&protocol.WorkerReady{Seccomp: layers.Seccomp, Landlock: layers.Landlock})
@@ -209,6 +215,7 @@ type session struct {
 	toProg   *os.File
 	fromProg *os.File
 	chosen   *x509.Certificate // the leaf we presented
+	peerErr  error             // why the client's certificate failed verification
 	exited   chan struct{}     // closed when the program is gone
 	done     chan struct{}     // closed when the session is over
 }
@@ -389,6 +396,9 @@ func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if err := conn.HandshakeContext(ctx); err != nil {
+		if s.peerErr != nil {
+			return nil, failf(protocol.ExitClientCert, "client certificate verification failed: %v", s.peerErr)
+		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("handshake not done within %v", limit)
 		}
@@ -398,21 +408,38 @@ func (s *session) handshake(tcp *net.TCPConn) (*tls.Conn, error) {
 }
 
 func (s *session) tlsConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:             tls.VersionTLS12,
-		CipherSuites:           s.w.cfg.CipherSuites,
-		GetCertificate:         s.getCertificate,
-		SessionTicketsDisabled: true, // tickets would outlive the worker's keys
+	c := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   s.w.cfg.CipherSuites,
+		GetCertificate: s.getCertificate,
+		// Tickets are sealed and opened by the key holder, whose keys
+		// outlive the worker: a ticket comes back to whichever worker.
+		WrapSession:   s.w.tix.wrap,
+		UnwrapSession: s.w.tix.unwrap,
 	}
+	if s.w.peers != nil {
+		s.w.peers.configure(c, &s.peerErr)
+	}
+	return c
+}
+
+// verifyValue is SSL_CLIENT_VERIFY: a session whose client certificate
+// failed never gets this far.
+func (s *session) verifyValue() string {
+	if s.w.peers == nil {
+		return "NONE"
+	}
+	return "SUCCESS"
 }
 
 // report sends the handshake's outcome to the supervisor and returns the
 // reply block for the program.
 func (s *session) report(conn *tls.Conn) (*reply, error) {
-	r := &reply{cs: conn.ConnectionState(), own: s.chosen}
+	r := &reply{cs: conn.ConnectionState(), own: s.chosen, verify: s.verifyValue()}
 	proto, cipher := env.Names(&r.cs)
 	done := &protocol.HandshakeDone{Protocol: proto, Cipher: cipher, Block: []byte{0, 0}}
-	if s.w.cfg.SSLEnv {
+	// -z: the supervisor matches the client's names from the block.
+	if s.w.cfg.SSLEnv || s.w.cfg.ClientCert == protocol.ClientCertMatchHost {
 		block, err := r.block()
 		if err != nil {
 			return nil, err
@@ -427,16 +454,17 @@ func (s *session) report(conn *tls.Conn) (*reply, error) {
 // neither, and the block (certificate PEM and names) is the larger part
 // of a handshake report.
 type reply struct {
-	cs   tls.ConnectionState
-	own  *x509.Certificate
-	once sync.Once
-	b    []byte
-	err  error
+	cs     tls.ConnectionState
+	own    *x509.Certificate
+	verify string // SSL_CLIENT_VERIFY
+	once   sync.Once
+	b      []byte
+	err    error
 }
 
 func (r *reply) block() ([]byte, error) {
 	r.once.Do(func() {
-		r.b, r.err = protocol.EncodeBlock(toProtocol(env.TLS(&r.cs, r.own, true, "NONE")))
+		r.b, r.err = protocol.EncodeBlock(toProtocol(env.TLS(&r.cs, r.own, true, r.verify)))
 	})
 	return r.b, r.err
 }
@@ -491,25 +519,39 @@ func answerLate(ctl net.Conn, r *reply) {
 }
 
 // getCertificate picks the certificate named for the client's SNI (the
-// CERTFILE:name convention), else the first unnamed one.
+// CERTFILE:name convention), else the unnamed one; of two for the same
+// name (CERTFILE2), the first the client supports, say RSA for a client
+// without ECDSA.
 func (s *session) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	i := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
+	cands := s.pick(strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")))
+	i := cands[0]
+	for _, c := range cands {
+		if hello.SupportsCertificate(s.w.certs[c]) == nil {
+			i = c
+			break
+		}
+	}
 	s.chosen = s.w.certs[i].Leaf
 	return s.w.certs[i], nil
 }
 
-func (s *session) pick(sni string) int {
-	def := -1
+// pick lists the indexes of the certificates for sni, in the order
+// configured: those named sni, else the unnamed ones, else the first.
+func (s *session) pick(sni string) []int {
+	var named, def []int
 	for i, c := range s.w.cfg.Certs {
-		if c.Name != "" && strings.EqualFold(c.Name, sni) {
-			return i
-		}
-		if c.Name == "" && def < 0 {
-			def = i
+		switch {
+		case c.Name != "" && strings.EqualFold(c.Name, sni):
+			named = append(named, i)
+		case c.Name == "":
+			def = append(def, i)
 		}
 	}
-	if def < 0 {
-		def = 0
+	switch {
+	case len(named) > 0:
+		return named
+	case len(def) > 0:
+		return def
 	}
-	return def
+	return []int{0}
 }

@@ -74,6 +74,18 @@ type Result struct {
 	Elapsed   time.Duration   // from the start to the run's end
 	Latencies []time.Duration // per completed session: dial to end, or to first byte
 	Curve     tls.CurveID     // the key exchange of the last TLS session
+	Resumed   int             // completed sessions whose TLS was resumed (a session ticket)
+}
+
+// tlsInfo is what a session reports of its handshake.
+type tlsInfo struct {
+	curve   tls.CurveID
+	resumed bool
+}
+
+func infoOf(tc *tls.Conn) tlsInfo {
+	cs := tc.ConnectionState()
+	return tlsInfo{curve: cs.CurveID, resumed: cs.DidResume}
 }
 
 // Rate is completed sessions per second.
@@ -142,12 +154,12 @@ func (r *run) client(ctx context.Context, wg *sync.WaitGroup) {
 	defer wg.Done()
 	for ctx.Err() == nil && r.started.Add(1) <= int64(r.o.Max) {
 		start := time.Now()
-		lat, curve, err := r.session(ctx, start)
-		r.record(start, lat, curve, err)
+		lat, info, err := r.session(ctx, start)
+		r.record(start, lat, info, err)
 	}
 }
 
-func (r *run) record(start time.Time, lat time.Duration, curve tls.CurveID, err error) {
+func (r *run) record(start time.Time, lat time.Duration, info tlsInfo, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -161,21 +173,24 @@ func (r *run) record(start time.Time, lat time.Duration, curve tls.CurveID, err 
 	default:
 		r.res.Sessions++
 		r.res.Latencies = append(r.res.Latencies, lat)
-		if curve != 0 {
-			r.res.Curve = curve
+		if info.curve != 0 {
+			r.res.Curve = info.curve
+		}
+		if info.resumed {
+			r.res.Resumed++
 		}
 	}
 }
 
 // session runs one session and returns its latency.
-func (r *run) session(ctx context.Context, start time.Time) (time.Duration, tls.CurveID, error) {
+func (r *run) session(ctx context.Context, start time.Time) (time.Duration, tlsInfo, error) {
 	deadline := start.Add(r.o.Timeout)
 	if deadline.After(r.end) {
 		deadline = r.end
 	}
 	c, err := dial(r.t.Addr, deadline)
 	if err != nil {
-		return 0, 0, err
+		return 0, tlsInfo{}, err
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
@@ -188,32 +203,32 @@ func (r *run) session(ctx context.Context, start time.Time) (time.Duration, tls.
 
 // closeSession: handshake (unless plaintext), then read to the end; with
 // firstByte the latency ends at the first byte, which must come.
-func closeSession(c *net.TCPConn, cfg *tls.Config, start time.Time, firstByte bool) (time.Duration, tls.CurveID, error) {
+func closeSession(c *net.TCPConn, cfg *tls.Config, start time.Time, firstByte bool) (time.Duration, tlsInfo, error) {
 	var conn io.ReadWriteCloser = c
-	var curve tls.CurveID
+	var info tlsInfo
 	if cfg != nil {
 		tc, err := handshake(c, cfg)
 		if err != nil {
-			return 0, 0, err
+			return 0, info, err
 		}
 		defer tc.Close()
-		conn, curve = tc, tc.ConnectionState().CurveID
+		conn, info = tc, infoOf(tc)
 	}
 	var lat time.Duration
 	if firstByte {
 		var b [1]byte
 		if _, err := io.ReadFull(conn, b[:]); err != nil {
-			return 0, 0, fmt.Errorf("waiting for the program's first byte: %w", err)
+			return 0, info, fmt.Errorf("waiting for the program's first byte: %w", err)
 		}
 		lat = time.Since(start)
 	}
 	if err := drain(conn); err != nil {
-		return 0, 0, err
+		return 0, info, err
 	}
 	if !firstByte {
 		lat = time.Since(start)
 	}
-	return lat, curve, nil
+	return lat, info, nil
 }
 
 func handshake(c net.Conn, cfg *tls.Config) (*tls.Conn, error) {
@@ -238,26 +253,26 @@ func drain(r io.Reader) error {
 }
 
 // smtpSession talks SMTP, through STARTTLS unless cfg is nil.
-func smtpSession(c *net.TCPConn, cfg *tls.Config, start time.Time) (time.Duration, tls.CurveID, error) {
+func smtpSession(c *net.TCPConn, cfg *tls.Config, start time.Time) (time.Duration, tlsInfo, error) {
 	s := &smtpConn{rw: c, r: bufio.NewReader(c)}
+	var info tlsInfo
 	err := s.steps([]smtpStep{{"", "220"}, {"EHLO bench.example", "250"}})
 	if err != nil {
-		return 0, 0, err
+		return 0, info, err
 	}
-	var curve tls.CurveID
 	if cfg != nil {
 		tc, err := s.startTLS(c, cfg)
 		if err != nil {
-			return 0, 0, err
+			return 0, info, err
 		}
 		defer tc.Close()
-		curve = tc.ConnectionState().CurveID
+		info = infoOf(tc)
 	}
 	if err := s.steps([]smtpStep{{"QUIT", "221"}}); err != nil {
-		return 0, 0, err
+		return 0, info, err
 	}
 	if err := drain(s.r); err != nil {
-		return 0, 0, err
+		return 0, info, err
 	}
-	return time.Since(start), curve, nil
+	return time.Since(start), info, nil
 }
