@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/ucspi-tls/sslserver/tlsworker"
 )
 
 // roleEnv selects a helper role: the test binary started with it set acts
@@ -37,6 +39,12 @@ func TestMain(m *testing.M) {
 
 // runTests builds the binaries once, runs the tests and removes the build.
 func runTests(m *testing.M) int {
+	// This binary itself runs as sslserver in the hostile tests, and a
+	// cgo build cannot confine its workers: say so once, not per test.
+	if err := tlsworker.CanConfine(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %v (make integration does)\n", err)
+		return 111
+	}
 	closeInheritedOnExec()
 	dir, err := os.MkdirTemp("", "itest-bin-")
 	if err != nil {
