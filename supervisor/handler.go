@@ -45,6 +45,9 @@ type handlerPool struct {
 	stopping bool
 }
 
+// errHandlersStopping: a handler finished starting after end began.
+var errHandlersStopping = errors.New("handlers are stopping")
+
 // handler is one handler process and the supervisor's end of its channel.
 type handler struct {
 	proc  Process
@@ -95,10 +98,18 @@ func (p *handlerPool) spawn() error {
 		return err
 	}
 	h := &handler{proc: pr, ch: ch, born: time.Now(), gone: make(chan struct{})}
+	// end takes its list of handlers to stop under mu: a replacement
+	// that started after that is not on it, and would never be told.
 	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		h.kill()
+		pr.Wait()
+		return errHandlersStopping
+	}
 	p.live[h] = struct{}{}
-	p.mu.Unlock()
 	p.wg.Add(1)
+	p.mu.Unlock()
 	go p.watch(h)
 	p.srv.log.Info("handler %d started", pr.Pid())
 	p.put(h)
@@ -146,7 +157,9 @@ func (p *handlerPool) respawn() bool {
 	if stopping {
 		return false
 	}
-	if err := p.spawn(); err != nil {
+	if err := p.spawn(); errors.Is(err, errHandlersStopping) {
+		return false
+	} else if err != nil {
 		p.srv.log.Warning("unable to start a handler: %v", err)
 		return true
 	}
