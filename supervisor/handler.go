@@ -240,7 +240,7 @@ func (h *handler) kill() {
 // would get (see sessionFiles.program) and its environment, less the fd
 // numbers, which mean nothing in the handler.
 func (p *handlerPool) Start(spec *ProcSpec) (Process, error) {
-	block, err := protocol.EnvBlock(withoutFdVars(spec.Env))
+	block, err := protocol.EnvBlock(withoutVars(spec.Env, protocol.EnvCtlFD, protocol.EnvReadFD, protocol.EnvWriteFD))
 	if err != nil {
 		return nil, err
 	}
@@ -262,22 +262,6 @@ func (p *handlerPool) Start(spec *ProcSpec) (Process, error) {
 			return nil, err
 		}
 	}
-}
-
-func withoutFdVars(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		switch {
-		case hasName(kv, protocol.EnvCtlFD), hasName(kv, protocol.EnvReadFD), hasName(kv, protocol.EnvWriteFD):
-		default:
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func hasName(kv, name string) bool {
-	return len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name
 }
 
 // handlerRun is one session in a handler, seen by the session as its
