@@ -25,11 +25,10 @@ type handlerSession struct {
 // on sessions; it exits 0 when the supervisor hangs up.
 func fakeHandler(sessions chan<- *handlerSession) behaviour {
 	return func(p *fakeProc) ExitState {
-		ch, err := protocol.NewChannel(p.spec.Extra[0], protocol.HandlerOrders)
+		ch, err := p.channel()
 		if err != nil {
 			return ExitState{Code: protocol.ExitTemp}
 		}
-		p.own(ch)
 		for {
 			m, files, err := ch.Recv()
 			if err != nil {
