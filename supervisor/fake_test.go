@@ -39,7 +39,7 @@ type behaviour func(p *fakeProc) ExitState
 type fakeProc struct {
 	pid    int
 	argv0  string
-	ch     *protocol.Channel // Extra[0] of a worker or key holder
+	ch     *protocol.Channel // Extra[0] of a worker, key holder or handler
 	spec   ProcSpec          // with the spawner's own copies of the files
 	sigs   chan os.Signal
 	exit   chan ExitState // the test tells a program to exit
@@ -115,16 +115,20 @@ func (p *fakeProc) closeAll() {
 	}
 }
 
-// openChannel makes the channel at Extra[0] of a worker or key holder.
-// It is done inside Start, so that a SIGKILL (which closes everything)
-// never races with it.
+// openChannel makes the channel at Extra[0] of a worker, the key holder
+// or an sslhandle handler. It is done inside Start, so that a SIGKILL
+// (which closes everything) never races with it.
 func (p *fakeProc) openChannel() error {
-	if p.argv0 != protocol.WorkerArgv0 && p.argv0 != protocol.KeyHolderArgv0 {
-		return nil
-	}
-	accept := protocol.SupervisorOrders
-	if p.argv0 == protocol.KeyHolderArgv0 {
+	var accept protocol.Accepts
+	switch p.argv0 {
+	case protocol.WorkerArgv0:
+		accept = protocol.SupervisorOrders
+	case protocol.KeyHolderArgv0:
 		accept = protocol.KeyHolderOrders
+	case protocol.HandlerArgv0:
+		accept = protocol.HandlerOrders
+	default:
+		return nil
 	}
 	ch, err := protocol.NewChannel(p.spec.Extra[0], accept)
 	if err != nil {

@@ -45,6 +45,9 @@ type handlerPool struct {
 	stopping bool
 }
 
+// errHandlersStopping: a handler finished starting after end began.
+var errHandlersStopping = errors.New("handlers are stopping")
+
 // handler is one handler process and the supervisor's end of its channel.
 type handler struct {
 	proc  Process
@@ -95,10 +98,18 @@ func (p *handlerPool) spawn() error {
 		return err
 	}
 	h := &handler{proc: pr, ch: ch, born: time.Now(), gone: make(chan struct{})}
+	// end takes its list of handlers to stop under mu: a replacement
+	// that started after that is not on it, and would never be told.
 	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		h.kill()
+		pr.Wait()
+		return errHandlersStopping
+	}
 	p.live[h] = struct{}{}
-	p.mu.Unlock()
 	p.wg.Add(1)
+	p.mu.Unlock()
 	go p.watch(h)
 	p.srv.log.Info("handler %d started", pr.Pid())
 	p.put(h)
@@ -146,7 +157,9 @@ func (p *handlerPool) respawn() bool {
 	if stopping {
 		return false
 	}
-	if err := p.spawn(); err != nil {
+	if err := p.spawn(); errors.Is(err, errHandlersStopping) {
+		return false
+	} else if err != nil {
 		p.srv.log.Warning("unable to start a handler: %v", err)
 		return true
 	}
@@ -227,7 +240,7 @@ func (h *handler) kill() {
 // would get (see sessionFiles.program) and its environment, less the fd
 // numbers, which mean nothing in the handler.
 func (p *handlerPool) Start(spec *ProcSpec) (Process, error) {
-	block, err := protocol.EnvBlock(withoutFdVars(spec.Env))
+	block, err := protocol.EnvBlock(withoutVars(spec.Env, protocol.EnvCtlFD, protocol.EnvReadFD, protocol.EnvWriteFD))
 	if err != nil {
 		return nil, err
 	}
@@ -249,22 +262,6 @@ func (p *handlerPool) Start(spec *ProcSpec) (Process, error) {
 			return nil, err
 		}
 	}
-}
-
-func withoutFdVars(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		switch {
-		case hasName(kv, protocol.EnvCtlFD), hasName(kv, protocol.EnvReadFD), hasName(kv, protocol.EnvWriteFD):
-		default:
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func hasName(kv, name string) bool {
-	return len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name
 }
 
 // handlerRun is one session in a handler, seen by the session as its

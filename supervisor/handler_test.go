@@ -25,11 +25,10 @@ type handlerSession struct {
 // on sessions; it exits 0 when the supervisor hangs up.
 func fakeHandler(sessions chan<- *handlerSession) behaviour {
 	return func(p *fakeProc) ExitState {
-		ch, err := protocol.NewChannel(p.spec.Extra[0], protocol.HandlerOrders)
+		ch, err := p.channel()
 		if err != nil {
 			return ExitState{Code: protocol.ExitTemp}
 		}
-		p.own(ch)
 		for {
 			m, files, err := ch.Recv()
 			if err != nil {
@@ -128,4 +127,44 @@ func TestHandlerPoolReplacesADeadHandler(t *testing.T) {
 	}
 	next.end <- 0
 	h.waitLine(fmt.Sprintf("sslserver: end %d status 0", fs.proc.pid))
+}
+
+// TestHandlerPoolEndDuringRespawn: a replacement handler whose start is
+// under way when sslhandle stops is not left running with its channel
+// open, so end returns rather than waiting for it for ever.
+func TestHandlerPoolEndDuringRespawn(t *testing.T) {
+	sessions := make(chan *handlerSession, 4)
+	h := newHandleServer(t, sessions, "-c", "1")
+	first := h.program()
+	starting, release := make(chan struct{}), make(chan struct{})
+	h.sp.set(func(s *fakeSpawner) {
+		s.refuse = func(spec *ProcSpec) error {
+			if spec.Args[0] == protocol.HandlerArgv0 {
+				close(starting)
+				<-release
+			}
+			return nil
+		}
+	})
+	first.Signal(syscall.SIGKILL)
+	select {
+	case <-starting:
+	case <-time.After(waitLimit):
+		t.Fatalf("no replacement handler was started; log:\n%s", h.log.String())
+	}
+	ended := make(chan struct{})
+	go func() {
+		h.srv.program.end()
+		close(ended)
+	}()
+	time.Sleep(100 * time.Millisecond) // end has marked the pool stopping
+	close(release)
+	select {
+	case <-ended:
+	case <-time.After(termGrace + 5*time.Second):
+		t.Fatal("end did not return: the handler started meanwhile was left running")
+	}
+	if p := h.program(); !p.wasWaited() {
+		t.Errorf("the handler started during end was not reaped")
+	}
 }

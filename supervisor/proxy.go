@@ -184,17 +184,11 @@ type peekFunc func(buf []byte) (int, error)
 // there.
 func readProxyHeader(c io.Reader, peek peekFunc, deadline time.Time) (proxyHeader, error) {
 	buf := make([]byte, maxProxyHeader)
-	if got, err := peek(buf); err != nil || got == 0 {
+	got, err := peek(buf)
+	if err != nil || got == 0 {
 		return proxyHeader{}, errNoBytes(err)
 	}
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		got, err := peek(buf)
-		if err != nil {
-			return proxyHeader{}, err
-		}
-		if got == 0 {
-			return proxyHeader{}, errProxyIncomplete
-		}
 		n, err := proxyHeaderLen(buf[:got])
 		if err != nil {
 			return proxyHeader{}, err
@@ -206,6 +200,12 @@ func readProxyHeader(c io.Reader, peek peekFunc, deadline time.Time) (proxyHeade
 			return proxyHeader{}, fmt.Errorf("%w: %d bytes", errProxyIncomplete, got)
 		}
 		time.Sleep(wait)
+		if got, err = peek(buf); err != nil {
+			return proxyHeader{}, err
+		}
+		if got == 0 {
+			return proxyHeader{}, errProxyIncomplete
+		}
 	}
 }
 

@@ -167,6 +167,21 @@ func TestReadProxyHeaderTakesNoMore(t *testing.T) {
 	}
 }
 
+// TestReadProxyHeaderPeeksOnce: a header that came whole, as haproxy
+// and the NLB send it, costs one peek: what the first one saw is framed,
+// not peeked again.
+func TestReadProxyHeaderPeeksOnce(t *testing.T) {
+	r := bytes.NewReader([]byte("PROXY TCP4 192.0.2.7 198.51.100.1 40000 25\r\nEHLO x\r\n"))
+	peeks, peek := 0, bytesPeek(r)
+	counting := func(buf []byte) (int, error) { peeks++; return peek(buf) }
+	if h, err := readProxyHeader(r, counting, time.Now().Add(time.Second)); err != nil || h.client.String() != "192.0.2.7:40000" {
+		t.Fatalf("%+v, %v", h, err)
+	}
+	if peeks != 1 {
+		t.Errorf("%d peeks for a header that came whole, want 1", peeks)
+	}
+}
+
 func writePieces(c net.Conn, pieces []string) {
 	for _, p := range pieces {
 		c.Write([]byte(p))

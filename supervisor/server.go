@@ -293,10 +293,15 @@ var serverOnlyVars = []string{LogFormatVar, ProxyFromVar, ReusePortVar,
 
 // programBase is the server's environment less serverOnlyVars.
 func programBase(environ []string) []string {
+	return withoutVars(environ, serverOnlyVars...)
+}
+
+// withoutVars is environ less the variables names.
+func withoutVars(environ []string, names ...string) []string {
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(serverOnlyVars, name) {
+		if !slices.Contains(names, name) {
 			out = append(out, kv)
 		}
 	}
