@@ -32,9 +32,9 @@ const (
 	proxyAddr  = "127.0.0.2"
 )
 
-// haproxyConfig is a TCP frontend on proxyFront:port that forwards to
-// backend from proxyAddr with sendProxy ("send-proxy-v2", "send-proxy"),
-// and health checks every 100 ms.
+// haproxyConfig is a TCP frontend on proxyFront:port that forwards, in
+// turn, to the backend servers that follow it, one haproxyServer line
+// each.
 const haproxyConfig = `global
 	maxconn 200
 defaults
@@ -46,17 +46,26 @@ frontend fe
 	bind %s:%d
 	default_backend be
 backend be
-	server s1 %s source %s %s %s
+	balance roundrobin
 `
 
-// startHAProxy runs haproxy in the foreground (-db) in front of s and
-// returns its frontend address; it is killed at cleanup.
-func startHAProxy(t testing.TB, s *server, sendProxy, check string) string {
+// haproxyServer is a backend server line: it connects from proxyAddr with
+// sendProxy ("send-proxy-v2", "send-proxy") and check ("check inter
+// 100ms" and the like, or "").
+const haproxyServer = "\tserver s%d %s source %s %s %s\n"
+
+// startHAProxy runs haproxy in the foreground (-db) in front of the
+// servers, which it takes in turn, and returns its frontend address; it
+// is killed at cleanup.
+func startHAProxy(t testing.TB, sendProxy, check string, servers ...*server) string {
 	t.Helper()
 	bin := needTool(t, "haproxy")
 	port := freePort(t, proxyFront)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	text := fmt.Sprintf(haproxyConfig, proxyFront, port, s.addr, proxyAddr, sendProxy, check)
+	text := fmt.Sprintf(haproxyConfig, proxyFront, port)
+	for i, s := range servers {
+		text += fmt.Sprintf(haproxyServer, i+1, s.addr, proxyAddr, sendProxy, check)
+	}
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +152,7 @@ func TestProxyHAProxyEnvironment(t *testing.T) {
 			compileRules(t, rules, "127.0.0.3:allow,FROM=\"rule\"\n127.0.0.4:deny\n")
 			s := proxyServer(t, serverConfig{flags: []string{"-x", rules}, role: "env",
 				env: []string{"REUSEPORT=0", "LISTEN_FDS=1", "LISTEN_FDNAMES=x", "NOTIFY_SOCKET=", "PROXYREMOTEIP=6.6.6.6"}})
-			front := startHAProxy(t, s, send, check)
+			front := startHAProxy(t, send, check, s)
 			raw := dialVia(t, front, "127.0.0.3")
 			tc := s.startTLS(t, raw, nil)
 			pid := s.sessionPIDFrom(t, "127.0.0.3", localPort(raw))
@@ -175,7 +184,7 @@ func TestProxyHAProxyEnvironment(t *testing.T) {
 // the first client's address is refused.
 func TestProxyHAProxyMaxConIP(t *testing.T) {
 	s := proxyServer(t, serverConfig{env: []string{"MAXCONIP=1"}, role: "sleep"})
-	front := startHAProxy(t, s, "send-proxy-v2", "")
+	front := startHAProxy(t, "send-proxy-v2", "", s)
 	held := holdVia(t, s, front, "127.0.0.3")
 	other := holdVia(t, s, front, "127.0.0.5")
 	warn := perIPWarning("127.0.0.3", 1)

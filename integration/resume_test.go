@@ -184,3 +184,32 @@ func TestResumptionNeedsClientCert(t *testing.T) {
 	vars, _ := strict.envSession(t, good)
 	checkExact(t, vars, map[string]string{"SSL_CLIENT_VERIFY": "SUCCESS"})
 }
+
+// TestResumeAcrossBalancedHosts: two sslservers behind one haproxy
+// (PROXY v2, round robin), sharing TICKETKEYFILE as hosts of a farm
+// would: a session that openssl s_client saved from one is Reused on
+// both, TLS 1.3 and 1.2.
+func TestResumeAcrossBalancedHosts(t *testing.T) {
+	file, _ := ticketKeyFile(t, 2)
+	cfg := serverConfig{role: "env", env: []string{"TICKETKEYFILE=" + file}}
+	a := proxyServer(t, cfg)
+	cfg.cert = a.cert
+	b := proxyServer(t, cfg)
+	front := startHAProxy(t, "send-proxy-v2", "", a, b)
+	dir := t.TempDir()
+	accepted := regexp.MustCompile(`^sslserver: tls \d+ accept `)
+	for _, v := range []string{"-tls1_3", "-tls1_2"} {
+		sess := filepath.Join(dir, "session"+v)
+		if got := sClientSession(t, front, v, "", sess); !strings.HasPrefix(got, "New, ") {
+			t.Fatalf("%s: first connection %q, want New", v, got)
+		}
+		beforeA, beforeB := a.countLog(accepted), b.countLog(accepted)
+		for i := 0; i < 4; i++ {
+			if got := sClientSession(t, front, v, sess, ""); !strings.HasPrefix(got, "Reused, ") {
+				t.Errorf("%s: connection %d with the saved session %q, want Reused", v, i+1, got)
+			}
+		}
+		a.waitCount(t, accepted, beforeA+2)
+		b.waitCount(t, accepted, beforeB+2)
+	}
+}
