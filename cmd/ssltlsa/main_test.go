@@ -262,3 +262,35 @@ func TestSameAsOpenSSL(t *testing.T) {
 		}
 	}
 }
+
+// Each option has a row in the manual's option table, and each row an
+// option.
+func TestManualListsOptions(t *testing.T) {
+	manual, err := os.ReadFile("../../docs/ssltlsa.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[byte]bool{}
+	for _, l := range strings.Split(string(manual), "\n") {
+		if strings.HasPrefix(l, "| `-") && !strings.HasPrefix(l, "| `--") {
+			rows[l[4]] = true
+		}
+	}
+	letters := map[byte]bool{'h': true}
+	for c := range flags {
+		letters[c] = true
+	}
+	for c := range withArgs {
+		letters[c] = true
+	}
+	for c := range letters {
+		if !rows[c] {
+			t.Errorf("-%c has no row in docs/ssltlsa.md", c)
+		}
+	}
+	for c := range rows {
+		if !letters[c] {
+			t.Errorf("docs/ssltlsa.md has a row for -%c, which is no option", c)
+		}
+	}
+}
