@@ -127,14 +127,29 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// outputCase is a command line and all it must print.
+type outputCase struct {
+	args []string
+	want string
+}
+
+// checkOutputs runs each case in env; each must exit 0 and print
+// exactly its want on stdout, nothing on stderr.
+func checkOutputs(t *testing.T, bin string, env []string, cases []outputCase) {
+	t.Helper()
+	for _, c := range cases {
+		r := runBinary(t, bin, env, c.args...)
+		if r.Code != 0 || r.Stdout != c.want || r.Stderr != "" {
+			t.Errorf("ssltlsa %q: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", c.args, r.Code, r.Stdout, r.Stderr, c.want)
+		}
+	}
+}
+
 func TestFiles(t *testing.T) {
 	bin := testutil.BuildCommand(t, "ssltlsa")
 	f := newFixture(t)
 	leaf, ca, other := hexOf(t, f.leaf), hexOf(t, f.ca), hexOf(t, f.other)
-	cases := []struct {
-		args []string
-		want string
-	}{
+	cases := []outputCase{
 		{[]string{f.leafFile, f.otherFile},
 			"3 1 1 " + leaf + "  " + f.leafFile + "\n3 1 1 " + other + "  " + f.otherFile + "\n"},
 		{[]string{"-a", f.leafFile},
@@ -146,12 +161,7 @@ func TestFiles(t *testing.T) {
 				"_587._tcp.mx.example.org. IN TLSA 2 1 1 " + ca + "\n" +
 				"_587._tcp.mx.example.org. IN TLSA 3 1 1 " + other + "\n"},
 	}
-	for _, c := range cases {
-		r := runBinary(t, bin, nil, c.args...)
-		if r.Code != 0 || r.Stdout != c.want || r.Stderr != "" {
-			t.Errorf("ssltlsa %q: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", c.args, r.Code, r.Stdout, r.Stderr, c.want)
-		}
-	}
+	checkOutputs(t, bin, nil, cases)
 }
 
 // Without files it prints what sslserver would serve in the same
@@ -169,10 +179,7 @@ func TestEnvironment(t *testing.T) {
 		"CERTFILE:Mail.Example.NET=" + f.otherFile, "KEYFILE:Mail.Example.NET=/nonexistent/key3.pem",
 	}
 	leaf, ca, other, sec := hexOf(t, f.leaf), hexOf(t, f.ca), hexOf(t, f.other), hexOf(t, second)
-	cases := []struct {
-		args []string
-		want string
-	}{
+	cases := []outputCase{
 		{nil, "3 1 1 " + leaf + "  default\n3 1 1 " + sec + "  default/2\n3 1 1 " + other + "  mail.example.net\n"},
 		{[]string{"-a"}, "3 1 1 " + leaf + "  default\n2 1 1 " + ca + "  default\n3 1 1 " + sec + "  default/2\n3 1 1 " + other + "  mail.example.net\n"},
 		{[]string{"-n", "mx.example.org"},
@@ -180,12 +187,7 @@ func TestEnvironment(t *testing.T) {
 				"_25._tcp.mx.example.org. IN TLSA 3 1 1 " + sec + "\n" +
 				"_25._tcp.mail.example.net. IN TLSA 3 1 1 " + other + "\n"},
 	}
-	for _, c := range cases {
-		r := runBinary(t, bin, env, c.args...)
-		if r.Code != 0 || r.Stdout != c.want || r.Stderr != "" {
-			t.Errorf("ssltlsa %q: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", c.args, r.Code, r.Stdout, r.Stderr, c.want)
-		}
-	}
+	checkOutputs(t, bin, env, cases)
 }
 
 // Unreadable certificates are exit 111 with one line that names the
