@@ -47,10 +47,10 @@ Options:
   --          end of options
 
 Environment (without files, as sslserver reads it):
-  CERTFILE, CERTCHAINFILE   the default certificate and its chain
-  CERTFILE:name             the certificate for SNI name "name"
-  CERTFILE2, CERTFILE2:name a second certificate for the same name
-  KEYFILE, KEYFILE:name...  checked to be set as sslserver does, not read
+  CERTFILE, CERTCHAINFILE    the default certificate and its chain
+  CERTFILE:name              the certificate for SNI name "name"
+  CERTFILE2, CERTFILE2:name  a second certificate for the same name
+  KEYFILE, KEYFILE:name...   checked to be set as sslserver does, never read
 
 Exit status: 0 done, 100 usage, 111 a certificate cannot be read.
 `

@@ -165,7 +165,8 @@ func TestFiles(t *testing.T) {
 }
 
 // Without files it prints what sslserver would serve in the same
-// environment: the default, CERTFILE2 and the SNI pairs, by label.
+// environment: the default, CERTFILE2 and the SNI pairs, by label. The
+// key files do not exist: ssltlsa must not try to open them.
 func TestEnvironment(t *testing.T) {
 	bin := testutil.BuildCommand(t, "ssltlsa")
 	f := newFixture(t)
