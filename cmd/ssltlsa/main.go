@@ -88,7 +88,7 @@ func run(args []string, getenv func(string) string, environ []string, stdout, st
 		fmt.Fprint(stdout, help)
 		return protocol.ExitOK
 	case err != nil:
-		getopt.PrintUsage(stderr, progName, err)
+		getopt.PrintUsage(stderr, progName, "usage: "+err.Error())
 		return protocol.ExitUsage
 	}
 	var lines []string

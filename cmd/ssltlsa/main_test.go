@@ -226,7 +226,7 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{"-x"}, {"-n"}, {"-n", ""}, {"-n", "a b"}, {"-p", "0"}, {"-p", "65536"}, {"-p", "smtp"}, {"--all"}} {
 		r := runBinary(t, bin, nil, args...)
 		lines := strings.Split(strings.TrimSuffix(r.Stderr, "\n"), "\n")
-		if r.Code != 100 || r.Stdout != "" || len(lines) != 2 || lines[1] != `ssltlsa: try "ssltlsa --help"` {
+		if r.Code != 100 || r.Stdout != "" || len(lines) != 2 || !strings.HasPrefix(lines[0], "ssltlsa: usage: ") || lines[1] != `ssltlsa: try "ssltlsa --help"` {
 			t.Errorf("ssltlsa %q: exit %d, stdout %q, stderr %q; want exit 100 and a usage line", args, r.Code, r.Stdout, r.Stderr)
 		}
 	}
