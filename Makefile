@@ -30,7 +30,7 @@ PREFIX ?= /usr/local
 export PREFIX DESTDIR BINDIR MANDIR DOCDIR UNITDIR
 
 # The manuals in docs/ that are also man pages.
-MANUALS := docs/sslserver.md docs/sslhandle.md docs/sslclient.md docs/sslrules.md docs/sslrulescheck.md
+MANUALS := docs/sslserver.md docs/sslhandle.md docs/sslclient.md docs/sslrules.md docs/sslrulescheck.md docs/ssltlsa.md
 
 .PHONY: build man install uninstall test deps vet fmt-check unit integration check demo bench fuzz clean help
 

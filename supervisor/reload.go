@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ucspi-tls/sslserver/internal/dane"
 )
 
 // defaultPoll is how often the certificate files are looked at when
@@ -103,7 +105,7 @@ func (s *Server) reload(why string) error {
 func (s *Server) logRecords(set *certSet) {
 	for _, c := range set.certs {
 		leaf := set.leaves[c.Key]
-		s.log.Info("certificate %s: valid until %s, TLSA %s", set.labels[c.Key], leaf.NotAfter.UTC().Format(time.RFC3339), TLSA311(leaf))
+		s.log.Info("certificate %s: valid until %s, TLSA %s", set.labels[c.Key], leaf.NotAfter.UTC().Format(time.RFC3339), dane.Record(dane.EE, leaf))
 	}
 }
 
@@ -205,19 +207,11 @@ func keyChanges(old, set *certSet) []string {
 	for _, c := range set.certs {
 		leaf, label := set.leaves[c.Key], set.labels[c.Key]
 		was := before[label]
-		if was == nil || TLSA311(was) == TLSA311(leaf) {
+		if was == nil || dane.Record(dane.EE, was) == dane.Record(dane.EE, leaf) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s: the public key changed: DANE TLSA record %s is now %s; update TLSA records that pin the key",
-			label, TLSA311(was), TLSA311(leaf)))
+			label, dane.Record(dane.EE, was), dane.Record(dane.EE, leaf)))
 	}
 	return out
-}
-
-// TLSA311 is the DANE TLSA record data that pins cert's public key:
-// usage 3 (DANE-EE), selector 1 (SubjectPublicKeyInfo), matching type 1
-// (SHA-256), as RFC 7671 recommends for SMTP.
-func TLSA311(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return "3 1 1 " + hex.EncodeToString(sum[:])
 }

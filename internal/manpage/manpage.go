@@ -25,6 +25,7 @@ var Pages = map[string]Page{
 	"sslclient.md":     {"sslclient", "1"},
 	"sslrules.md":      {"sslrules", "1"},
 	"sslrulescheck.md": {"sslrulescheck", "1"},
+	"ssltlsa.md":       {"ssltlsa", "1"},
 }
 
 // Aliases are pages that are another page: the scripts described in
