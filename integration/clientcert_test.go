@@ -106,16 +106,23 @@ func TestClientCertNotAsked(t *testing.T) {
 	}
 }
 
-// TestClientCertNameMatch: -z matches the client certificate's name to
-// the PTR name of the client's address (from the test's DNS server).
-func TestClientCertNameMatch(t *testing.T) {
-	const from = "127.77.3.1"
+// nameMatchServer starts a server as c says, whose client CA is the
+// returned one and whose DNS names from "client.example.net".
+func nameMatchServer(t *testing.T, from string, c serverConfig) (*server, *testCA) {
+	t.Helper()
 	notInHosts(t, from)
 	dns := startDNS(t)
 	dns.ptr(from, "client.example.net.")
 	ca := newTestCA(t, "Itest client CA")
-	s := startServer(t, serverConfig{flags: []string{"-z", "-h", "-s"}, role: "env",
-		env: []string{"CAFILE=" + ca.path, dns.cacheVar()}})
+	c.env = append(c.env, "CAFILE="+ca.path, dns.cacheVar())
+	return startServer(t, c), ca
+}
+
+// TestClientCertNameMatch: -z matches the client certificate's name to
+// the PTR name of the client's address (from the test's DNS server).
+func TestClientCertNameMatch(t *testing.T) {
+	const from = "127.77.3.1"
+	s, ca := nameMatchServer(t, from, serverConfig{flags: []string{"-z", "-h", "-s"}, role: "env"})
 	client := func(c *testCert) *tls.Config {
 		return &tls.Config{RootCAs: s.cert.pool, ServerName: serverName, Certificates: []tls.Certificate{goCert(t, c)}}
 	}
@@ -148,12 +155,7 @@ func TestClientCertNameMatch(t *testing.T) {
 // the refusal's warning: the client gets nothing from the program.
 func TestClientCertNameMatchDelayed(t *testing.T) {
 	const from = "127.77.3.2"
-	notInHosts(t, from)
-	dns := startDNS(t)
-	dns.ptr(from, "client.example.net.")
-	ca := newTestCA(t, "Itest client CA")
-	s := startServer(t, serverConfig{flags: []string{"-n", "-z", "-h"}, role: "ytls",
-		env: []string{"CAFILE=" + ca.path, dns.cacheVar()}})
+	s, ca := nameMatchServer(t, from, serverConfig{flags: []string{"-n", "-z", "-h"}, role: "ytls"})
 	starttls := func(cn string) (*tls.Conn, error) {
 		raw, err := dialFromAddr(s.addr, from)
 		if err != nil {
