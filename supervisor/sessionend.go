@@ -226,8 +226,11 @@ func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan str
 // failure.
 func (ss *session) logEnd(ps ExitState, ran bool) {
 	pid := ss.w.proc.Pid()
+	ss.mu.Lock()
+	rejected := ss.rejected // set by judgeClient, another goroutine
+	ss.mu.Unlock()
 	switch {
-	case ss.rejected:
+	case rejected:
 		ss.srv.log.End(pid, "status", protocol.ExitClientCert)
 	case ss.endCode < 0:
 		ss.srv.log.Warning("TLS worker %d for %s ended the session without a report (%s)", pid, ss.ep.RemoteIP, ss.w.fate())
