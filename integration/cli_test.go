@@ -63,7 +63,6 @@ var usageCases = []struct {
 	{"sslserver", []string{"-k", "0", "25", "true"}, `unknown option -k`},
 	{"sslserver", []string{"--verbose", "0", "25", "true"}, `unknown option "--verbose" \(the only long option is --help\)`},
 	{"sslserver", []string{"-c", "x", "0", "25", "true"}, `option -c: "x" is not a positive number`},
-	{"sslserver", []string{"-n", "-z", "0", "25", "true"}, `option -z with -n: matching the client's name under delayed TLS is not supported yet; use -m`},
 	{"sslclient", nil, `need host, port and program`},
 	{"sslclient", []string{"-h"}, `need host, port and program`},
 	{"sslclient", []string{"-r", "h", "25", "true"}, `option -r: sslclient makes no IDENT lookups`},

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -103,16 +106,23 @@ func TestClientCertNotAsked(t *testing.T) {
 	}
 }
 
-// TestClientCertNameMatch: -z matches the client certificate's name to
-// the PTR name of the client's address (from the test's DNS server).
-func TestClientCertNameMatch(t *testing.T) {
-	const from = "127.77.3.1"
+// nameMatchServer starts a server as c says, whose client CA is the
+// returned one and whose DNS names from "client.example.net".
+func nameMatchServer(t *testing.T, from string, c serverConfig) (*server, *testCA) {
+	t.Helper()
 	notInHosts(t, from)
 	dns := startDNS(t)
 	dns.ptr(from, "client.example.net.")
 	ca := newTestCA(t, "Itest client CA")
-	s := startServer(t, serverConfig{flags: []string{"-z", "-h", "-s"}, role: "env",
-		env: []string{"CAFILE=" + ca.path, dns.cacheVar()}})
+	c.env = append(c.env, "CAFILE="+ca.path, dns.cacheVar())
+	return startServer(t, c), ca
+}
+
+// TestClientCertNameMatch: -z matches the client certificate's name to
+// the PTR name of the client's address (from the test's DNS server).
+func TestClientCertNameMatch(t *testing.T) {
+	const from = "127.77.3.1"
+	s, ca := nameMatchServer(t, from, serverConfig{flags: []string{"-z", "-h", "-s"}, role: "env"})
 	client := func(c *testCert) *tls.Config {
 		return &tls.Config{RootCAs: s.cert.pool, ServerName: serverName, Certificates: []tls.Certificate{goCert(t, c)}}
 	}
@@ -134,6 +144,50 @@ func TestClientCertNameMatch(t *testing.T) {
 		tc.Close()
 	}
 	s.waitLog(t, regexp.MustCompile(`^sslserver: warning: dropping connection from 127\.77\.3\.1, client certificate refused: names \["other\.example\.net"\], none is the remote host "client\.example\.net\.?"$`))
+	s.endStatus(t, 110)
+}
+
+// TestClientCertNameMatchDelayed: -z under -n (UCSPI-TLS). The ytls
+// program talks plaintext and writes Y; the worker does the handshake,
+// the supervisor matches the certificate's names to the PTR name, and
+// only then does the program get its block and the client's bytes. A
+// certificate for another host ends the session with status 110 and
+// the refusal's warning: the client gets nothing from the program.
+func TestClientCertNameMatchDelayed(t *testing.T) {
+	const from = "127.77.3.2"
+	s, ca := nameMatchServer(t, from, serverConfig{flags: []string{"-n", "-z", "-h"}, role: "ytls"})
+	starttls := func(cn string) (*tls.Conn, error) {
+		raw, err := dialFromAddr(s.addr, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		io.WriteString(raw, "hello\n")
+		expectLine(t, bufio.NewReader(raw), "GO\n")
+		tc := tls.Client(raw, &tls.Config{RootCAs: s.cert.pool, ServerName: serverName,
+			Certificates: []tls.Certificate{goCert(t, ca.issue(t, clientLeaf(cn)))}})
+		return tc, tc.Handshake()
+	}
+
+	tc, err := starttls("Client.Example.NET")
+	if err != nil {
+		t.Fatalf("handshake with the host's own certificate: %v\n%s", err, s.log.text())
+	}
+	r := bufio.NewReader(tc)
+	expectLine(t, r, fmt.Sprintf("LINE %q\n", "hello\n"))
+	vars := readVars(t, r)
+	checkExact(t, vars, map[string]string{"SSL_CLIENT_S_DN_CN": "Client.Example.NET", "SSL_CLIENT_VERIFY": "SUCCESS"})
+	echoRoundTrip(t, tc, "inside TLS")
+	tc.Close()
+	s.endStatus(t, 0)
+
+	tc, err = starttls("other.example.net")
+	if err == nil {
+		if n, _ := tc.Read(make([]byte, 1)); n > 0 {
+			t.Error("a client whose certificate names another host got data from the program")
+		}
+	}
+	s.waitLog(t, regexp.MustCompile(`^sslserver: warning: dropping connection from 127\.77\.3\.2, client certificate refused: names \["other\.example\.net"\], none is the remote host "client\.example\.net\.?"$`))
 	s.endStatus(t, 110)
 }
 

@@ -16,7 +16,7 @@ var (
 	WorkerReports = accepts(MsgWorkerReady, MsgSessionTaken, MsgHandshakeDone, MsgSessionFailed, MsgSessionEnd,
 		MsgKeyHolderLost)
 	// A TLS worker's end of its channel to the supervisor.
-	SupervisorOrders = accepts(MsgWorkerConfig, MsgSession, MsgProgramExited, MsgKeyChannel)
+	SupervisorOrders = accepts(MsgWorkerConfig, MsgSession, MsgProgramExited, MsgKeyChannel, MsgClientVerdict)
 	// The key holder's end of its channel to the supervisor.
 	KeyHolderOrders = accepts(MsgKeys, MsgNewWorker, MsgGrant)
 	// The supervisor's end of the key holder's channel.

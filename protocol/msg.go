@@ -21,6 +21,7 @@ const (
 	MsgSessionTaken  MsgType = 8  // worker -> supervisor, once a session, first
 	MsgKeyHolderLost MsgType = 9  // worker -> supervisor, in a session: its key channel hung up
 	MsgKeyChannel    MsgType = 16 // supervisor -> worker, answering KeyHolderLost; the new channel rides along
+	MsgClientVerdict MsgType = 18 // supervisor -> worker, -n -z: once a session, after HandshakeDone
 
 	// TLS worker <-> key holder
 	MsgSignRequest MsgType = 10 // worker -> key holder
@@ -147,6 +148,15 @@ type KeyHolderLost struct{}
 // good for one signature.
 type KeyChannel struct{}
 
+// ClientVerdict is the supervisor's answer, under -n with -z, to a
+// HandshakeDone: whether the client's certificate names the remote host.
+// The worker waits for it before it answers the program's command or
+// relays a byte; OK false ends the session with status 110.
+type ClientVerdict struct {
+	Seq uint32
+	OK  bool
+}
+
 // SessionEnd closes session Seq with the status the session ends with:
 // 0, or the code of the SessionFailed sent before it.
 type SessionEnd struct {
@@ -230,6 +240,7 @@ func (*SessionEnd) Type() MsgType    { return MsgSessionEnd }
 func (*SessionTaken) Type() MsgType  { return MsgSessionTaken }
 func (*KeyHolderLost) Type() MsgType { return MsgKeyHolderLost }
 func (*KeyChannel) Type() MsgType    { return MsgKeyChannel }
+func (*ClientVerdict) Type() MsgType { return MsgClientVerdict }
 func (*SignRequest) Type() MsgType   { return MsgSignRequest }
 func (*Signature) Type() MsgType     { return MsgSignature }
 func (*SignRefused) Type() MsgType   { return MsgSignRefused }
@@ -266,6 +277,8 @@ func newMessage(t MsgType) (Message, error) {
 		return new(KeyHolderLost), nil
 	case MsgKeyChannel:
 		return new(KeyChannel), nil
+	case MsgClientVerdict:
+		return new(ClientVerdict), nil
 	case MsgSignRequest:
 		return new(SignRequest), nil
 	case MsgSignature:

@@ -176,6 +176,16 @@ func (*KeyChannel) decode(*decoder) {}
 func (m *SessionTaken) encode(e *encoder) { e.u32(m.Seq) }
 func (m *SessionTaken) decode(d *decoder) { m.Seq = d.u32() }
 
+func (m *ClientVerdict) encode(e *encoder) {
+	e.u32(m.Seq)
+	e.bool(m.OK)
+}
+
+func (m *ClientVerdict) decode(d *decoder) {
+	m.Seq = d.u32()
+	m.OK = d.bool()
+}
+
 func (m *SessionEnd) encode(e *encoder) {
 	e.u32(m.Seq)
 	e.u8(m.Code)

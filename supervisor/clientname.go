@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ucspi-tls/sslserver/env"
+	"github.com/ucspi-tls/sslserver/protocol"
 )
 
 // matchClientName is -z's check, once the handshake and the lookups are
@@ -53,13 +54,49 @@ func normalName(n string) string {
 	return strings.ToLower(strings.TrimSuffix(n, "."))
 }
 
-// rejectClient ends a session whose client certificate -z refused: the
-// worker is killed, which closes the connection, the program never runs
-// and the end line's status is 110.
+// rejectClient ends a -N session whose client certificate -z refused:
+// the worker is killed, which closes the connection, the program never
+// runs and the end line's status is 110.
 func (ss *session) rejectClient(err error) {
-	ss.srv.log.Warning("dropping connection from %s, client certificate refused: %v", ss.ep.RemoteIP, err)
+	ss.logRefusal(err)
 	ss.mu.Lock()
 	ss.rejected = true
 	ss.mu.Unlock()
 	ss.w.kill()
+}
+
+func (ss *session) logRefusal(err error) {
+	ss.srv.log.Warning("dropping connection from %s, client certificate refused: %v", ss.ep.RemoteIP, err)
+}
+
+// judgeClient answers, under -n -z, the worker's handshake report with
+// the verdict on the client's names. The program already runs, in
+// plaintext; the worker waits for the verdict before it answers the
+// program's command or relays a byte, and on a refusal ends the session
+// with status 110 (the program then gets SIGTERM). Once the program's
+// exit is sent the worker is ending the session: no verdict follows.
+func (ss *session) judgeClient() {
+	var vars []env.Var
+	select {
+	case vars = <-ss.hsVars:
+	case <-ss.ended:
+		return
+	}
+	err := ss.matchClientName(vars)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.exitSent {
+		return
+	}
+	ss.judged = true
+	if err != nil {
+		ss.rejected = true
+		ss.logRefusal(err)
+	}
+	ss.w.ch.Send(&protocol.ClientVerdict{Seq: ss.seq, OK: err == nil})
+}
+
+// judging says the session's worker must wait for judgeClient.
+func (ss *session) judging() bool {
+	return ss.srv.opt.Delayed && ss.srv.opt.ClientCert == 'z'
 }

@@ -337,17 +337,19 @@ type sessionScript struct {
 	afterExited bool                  // wait for ProgramExited before the reports
 	send        []protocol.Message    // the reports
 	waitExited  bool                  // wait for ProgramExited after the reports
+	judged      bool                  // -n -z: wait for ClientVerdict after the reports; a refusal ends with 110
 	die         *ExitState            // exit like this instead of ending the session
 	endSeq      uint32                // a wrong sequence number in SessionEnd; 0: the right one
 }
 
 // fakeSession is one session as a fake worker saw it.
 type fakeSession struct {
-	proc   *fakeProc
-	seq    uint32
-	files  []*os.File // in the order of protocol.SessionFd*
-	exited chan struct{}
-	ended  chan struct{} // closed after SessionEnd was sent (or the worker died)
+	proc    *fakeProc
+	seq     uint32
+	files   []*os.File // in the order of protocol.SessionFd*
+	exited  chan struct{}
+	ended   chan struct{}           // closed after SessionEnd was sent (or the worker died)
+	verdict *protocol.ClientVerdict // what a judged session was told; nil: ProgramExited came first
 }
 
 func handshakeDone() *protocol.HandshakeDone {
@@ -439,7 +441,16 @@ func (s sessionScript) play(fs *fakeSession, ch *protocol.Channel) (st ExitState
 			return ExitState{Code: 111}, true
 		}
 	}
-	if s.waitExited && !fs.awaitExited(ch) {
+	refused := false
+	if s.judged {
+		if !fs.awaitVerdict(ch) {
+			return ExitState{Code: 111}, true
+		}
+		if refused = fs.verdict != nil && !fs.verdict.OK; refused {
+			code = protocol.ExitClientCert
+		}
+	}
+	if s.waitExited && !refused && fs.exitPending() && !fs.awaitExited(ch) {
 		return ExitState{Code: 111}, true
 	}
 	if s.die != nil {
@@ -467,6 +478,36 @@ func (fs *fakeSession) awaitExited(ch *protocol.Channel) bool {
 			close(fs.exited)
 			return true
 		}
+	}
+}
+
+// awaitVerdict reads this session's ClientVerdict, or its
+// ProgramExited, which ends the wait with no verdict, as in the real
+// worker. False: the channel ended, or something else came.
+func (fs *fakeSession) awaitVerdict(ch *protocol.Channel) bool {
+	m, _, err := ch.Recv()
+	if err != nil {
+		return false
+	}
+	switch m := m.(type) {
+	case *protocol.ClientVerdict:
+		fs.verdict = m
+		return m.Seq == fs.seq
+	case *protocol.ProgramExited:
+		close(fs.exited)
+		return m.Seq == fs.seq
+	}
+	return false
+}
+
+// exitPending says the session still waits for ProgramExited: its
+// verdict wait, if any, did not end with it.
+func (fs *fakeSession) exitPending() bool {
+	select {
+	case <-fs.exited:
+		return false
+	default:
+		return true
 	}
 }
 

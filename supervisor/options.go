@@ -203,9 +203,6 @@ func (o *Options) positional(args []string) error {
 	if o.Program[0] == "" {
 		return fmt.Errorf("%w: empty program name", ErrUsage)
 	}
-	if o.ClientCert == 'z' && o.Delayed {
-		return fmt.Errorf("%w: option -z with -n: matching the client's name under delayed TLS is not supported yet; use -m", ErrUsage)
-	}
 	return nil
 }
 

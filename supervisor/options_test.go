@@ -68,6 +68,18 @@ func TestParseArgsFlags(t *testing.T) {
 	}
 }
 
+// TestParseArgsClientNameUnderDelayedTLS: -z works under -n too (the
+// worker waits for the supervisor's verdict on the name), in either
+// order.
+func TestParseArgsClientNameUnderDelayedTLS(t *testing.T) {
+	for _, args := range [][]string{{"-n", "-z"}, {"-z", "-n"}, {"-nz"}} {
+		o := mustParse(t, append(args, "0", "1", "prog")...)
+		if !o.Delayed || o.ClientCert != 'z' {
+			t.Errorf("%q: Delayed %v, ClientCert %q", args, o.Delayed, o.ClientCert)
+		}
+	}
+}
+
 // mustDefaults is what "0 1 prog" parses to.
 func mustDefaults() *Options {
 	o := defaultOptions()
@@ -188,7 +200,6 @@ func TestParseArgsUsageErrors(t *testing.T) {
 		"-u name":              {"-u", "root", "0", "1", "p"},
 		"-g negative":          {"-g", "-5", "0", "1", "p"},
 		"-u too big":           {"-u", "4294967296", "0", "1", "p"},
-		"-z with -n":           {"-n", "-z", "0", "1", "p"},
 		"dash dash then short": {"--", "0", "1"},
 	}
 	for what, args := range cases {

@@ -41,6 +41,8 @@ type session struct {
 	handshook bool                    // the worker reported its handshake (only once)
 	killed    bool
 	rejected  bool // -z: the client's certificate does not name the remote host
+	judged    bool // -n -z: the ClientVerdict is sent
+	exitSent  bool // ProgramExited is sent: no ClientVerdict may follow
 }
 
 // sessionFiles are the descriptors made for one session. The worker gets
@@ -328,6 +330,9 @@ func (ss *session) startProgram() Process {
 		if o.SSLEnv {
 			tlsVars = vars
 		}
+	}
+	if ss.judging() {
+		go ss.judgeClient()
 	}
 	return ss.exec(tlsVars)
 }

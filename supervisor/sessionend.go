@@ -94,11 +94,19 @@ func (ss *session) handshakeDone(m *protocol.HandshakeDone) bool {
 
 func (ss *session) sessionEnd(m *protocol.SessionEnd) bool {
 	ss.mu.Lock()
-	failed := ss.failed
+	failed, refused := ss.failed, ss.judged && ss.rejected
+	early := ss.judging() && ss.handshook && !ss.judged && !ss.exitSent
 	ss.mu.Unlock()
 	want := uint8(0)
-	if failed != nil {
+	switch {
+	case failed != nil:
 		want = failed.Code
+	case early:
+		// It did not wait for the verdict on its client's name.
+		ss.outOfTurn(fmt.Sprintf("end of session %d before the verdict on its client", m.Seq))
+		return true
+	case refused:
+		want = protocol.ExitClientCert
 	}
 	if m.Seq != ss.seq || m.Code != want {
 		ss.outOfTurn(fmt.Sprintf("end of session %d with status %d", m.Seq, m.Code))
@@ -189,6 +197,9 @@ func (ss *session) programExited() {
 	select {
 	case <-ss.ended:
 	default:
+		ss.mu.Lock()
+		ss.exitSent = true
+		ss.mu.Unlock()
 		ss.w.ch.Send(&protocol.ProgramExited{Seq: ss.seq})
 	}
 }
@@ -215,8 +226,11 @@ func (ss *session) wait(prog Process, progDone chan ExitState, progGone chan str
 // failure.
 func (ss *session) logEnd(ps ExitState, ran bool) {
 	pid := ss.w.proc.Pid()
+	ss.mu.Lock()
+	rejected := ss.rejected // set by judgeClient, another goroutine
+	ss.mu.Unlock()
 	switch {
-	case ss.rejected:
+	case rejected:
 		ss.srv.log.End(pid, "status", protocol.ExitClientCert)
 	case ss.endCode < 0:
 		ss.srv.log.Warning("TLS worker %d for %s ended the session without a report (%s)", pid, ss.ep.RemoteIP, ss.w.fate())

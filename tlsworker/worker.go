@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,13 +28,19 @@ const workerMaxFiles = 32
 // signWait bounds one round trip to the key holder.
 const signWait = 10 * time.Second
 
+// verdictWait bounds the wait, under -n -z, for the supervisor's verdict
+// on the client's name: it has the names already and answers at once.
+const verdictWait = 10 * time.Second
+
 // worker is one TLS worker process. Its states, in order:
 //
 //	configured -> confined (WorkerReady sent) -> idle -> in session -> idle ... -> exit
 //
 // In the idle state it accepts Session, and ProgramExited for the
 // session that just ended (the two may cross); in a session it accepts
-// ProgramExited for that session only. Anything else ends the process.
+// ProgramExited for that session only, and under -n -z one
+// ClientVerdict for it after its HandshakeDone. Anything else ends the
+// process.
 // It serves cfg.Sessions sessions at most, and none after one that
 // failed.
 type worker struct {
@@ -55,10 +62,12 @@ type supMsg struct {
 	err   error
 }
 
-// failure is an error with the session exit code it causes.
+// failure is an error with the session exit code it causes. told says
+// the supervisor decided it and logged why: no SessionFailed is sent.
 type failure struct {
 	code   int
 	reason string
+	told   bool
 }
 
 func (f *failure) Error() string { return f.reason }
@@ -218,13 +227,16 @@ type session struct {
 	peerErr  error             // why the client's certificate failed verification
 	exited   chan struct{}     // closed when the program is gone
 	done     chan struct{}     // closed when the session is over
+	reported atomic.Bool       // HandshakeDone is sent: a ClientVerdict may come
+	verdict  chan bool         // the supervisor's ClientVerdict (-n -z)
 }
 
 // newSession takes over a session's descriptors, except that the TCP
 // connection stays as it came: under -n the program shares it, and it
 // must stay blocking and untouched until the program hands it over.
 func (w *worker) newSession(seq uint32, files []*os.File) (*session, error) {
-	s := &session{w: w, seq: seq, conn: files[protocol.SessionFdConn], exited: make(chan struct{}), done: make(chan struct{})}
+	s := &session{w: w, seq: seq, conn: files[protocol.SessionFdConn], exited: make(chan struct{}), done: make(chan struct{}),
+		verdict: make(chan bool, 1)}
 	ctlFile := files[protocol.SessionFdCtl]
 	var err error
 	s.ctl, err = net.FileConn(ctlFile)
@@ -272,7 +284,9 @@ func (s *session) run() int {
 	if f == nil {
 		return protocol.ExitOK
 	}
-	s.w.sup.Send(&protocol.SessionFailed{Code: uint8(f.code), Reason: f.reason})
+	if !f.told {
+		s.w.sup.Send(&protocol.SessionFailed{Code: uint8(f.code), Reason: f.reason})
+	}
 	return f.code
 }
 
@@ -288,26 +302,72 @@ func (s *session) close() {
 	s.conn.Close()
 }
 
-// watchSupervisor waits, during the session, for its program to exit.
-// The session's end stops it: it then leaves the channel to the idle
-// state.
+// watchSupervisor waits, during the session, for its program to exit,
+// and passes on the verdict on the client's name (-n -z). The session's
+// end stops it: it then leaves the channel to the idle state.
 func (s *session) watchSupervisor() {
 	defer close(s.exited)
-	var sm supMsg
-	select {
-	case sm = <-s.w.msgs:
-	case <-s.done:
-		return
+	judged := false
+	for {
+		var sm supMsg
+		select {
+		case sm = <-s.w.msgs:
+		case <-s.done:
+			return
+		}
+		switch m := sm.m.(type) {
+		case *protocol.ProgramExited:
+			if m.Seq == s.seq {
+				return
+			}
+		case *protocol.ClientVerdict:
+			if m.Seq == s.seq && !judged && s.awaitsVerdict() && s.reported.Load() {
+				judged = true
+				s.verdict <- m.OK
+				continue
+			}
+		}
+		s.outOfTurn(sm)
 	}
-	if m, isExit := sm.m.(*protocol.ProgramExited); isExit && m.Seq == s.seq {
-		return
-	}
-	// Anything else is out of turn: the supervisor is gone or broken.
+}
+
+// outOfTurn ends the worker on a message the session does not take:
+// the supervisor is gone or broken.
+func (s *session) outOfTurn(sm supMsg) {
 	closeFiles(sm.files)
 	if sm.err == nil {
 		fmt.Fprintf(os.Stderr, "%s: message type %d during a session\n", protocol.WorkerArgv0, sm.m.Type())
 	}
 	os.Exit(protocol.ExitTemp)
+}
+
+// awaitsVerdict: under -n -z the supervisor matches the client's names
+// to the remote host while the program already runs, so the worker
+// must hear the verdict before it answers the program.
+func (s *session) awaitsVerdict() bool {
+	return s.w.cfg.Delayed && s.w.cfg.ClientCert == protocol.ClientCertMatchHost
+}
+
+// awaitVerdict waits, when the session needs one, for the supervisor's
+// ClientVerdict. False with no error: the program exited first, and
+// the session ends with nothing written or relayed.
+func (s *session) awaitVerdict() (bool, error) {
+	if !s.awaitsVerdict() {
+		return true, nil
+	}
+	t := time.NewTimer(verdictWait)
+	defer t.Stop()
+	select {
+	case ok := <-s.verdict:
+		if !ok {
+			return false, &failure{code: protocol.ExitClientCert, reason: "client certificate refused", told: true}
+		}
+		return true, nil
+	case <-s.exited:
+		return false, nil
+	case <-t.C:
+		return false, failf(protocol.ExitTemp, "no verdict on the client certificate from the supervisor within %v", verdictWait)
+	}
 }
 
 // serve waits for the command under -n, does the handshake, answers the
@@ -332,6 +392,9 @@ func (s *session) serve() error {
 	}
 	rep, err := s.report(conn)
 	if err != nil {
+		return err
+	}
+	if ok, err := s.awaitVerdict(); !ok {
 		return err
 	}
 	s.answer(cmd, rep)
@@ -446,6 +509,7 @@ func (s *session) report(conn *tls.Conn) (*reply, error) {
 		}
 		done.Block = block
 	}
+	s.reported.Store(true)
 	return r, s.w.sup.Send(done)
 }
 
