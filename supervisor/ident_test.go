@@ -182,6 +182,24 @@ func TestIdentOff(t *testing.T) {
 	}
 }
 
+// TestIdentNotBehindProxy: for a client named by a PROXY header, -r asks
+// no IDENT server: the client's identd knows its connection to the proxy
+// only, and would answer nothing after up to -t.
+func TestIdentNotBehindProxy(t *testing.T) {
+	ln := identListener(t, identRemote)
+	ep := endpointsOf(identLocal+":465", identRemote+":50123")
+	ep.ProxyIP = netip.MustParseAddr("127.0.0.2")
+	got := identifyWith(testServer(t, new(bytes.Buffer), "-H", "-r", "-t", "5", "-l", "mx"), ep)
+	if got.RemoteInfo != "" {
+		t.Errorf("RemoteInfo = %q, want unset", got.RemoteInfo)
+	}
+	ln.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Error("the IDENT server was contacted for a proxied client")
+	}
+}
+
 func TestIdentReplyParse(t *testing.T) {
 	cases := []struct {
 		line string

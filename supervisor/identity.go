@@ -82,7 +82,11 @@ func (id *identity) fill(ctx context.Context, opt *Options, ep *env.Endpoints) [
 		l.wg.Add(1)
 		go l.lookupRemote(ctx)
 	}
-	if l.ep.RemoteIP.IsValid() && l.ep.LocalIP.IsValid() && opt.Ident {
+	// Behind a PROXY sender the client's connection ends at the proxy,
+	// not here: its identd knows no connection between its address and
+	// ours, so a query could only fail, after up to -t of the session's
+	// slot. It is not made.
+	if l.ep.RemoteIP.IsValid() && l.ep.LocalIP.IsValid() && opt.Ident && !l.ep.ProxyIP.IsValid() {
 		l.wg.Add(1)
 		go l.lookupIdent(ctx)
 	}
