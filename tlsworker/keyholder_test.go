@@ -90,6 +90,13 @@ type utHolder struct {
 
 func utStartHolder(t *testing.T, signers []crypto.Signer, budget int, wait time.Duration) *utHolder {
 	t.Helper()
+	return utStartHolderWith(t, signers, budget, wait, nil)
+}
+
+// utStartHolderWith is utStartHolder with the key holder's ticket keys,
+// set before its loop starts.
+func utStartHolderWith(t *testing.T, signers []crypto.Signer, budget int, wait time.Duration, tickets *ticketKeys) *utHolder {
+	t.Helper()
 	holderEnd, workerEnd, err := protocol.Pair("ut key holder")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +113,7 @@ func utStartHolder(t *testing.T, signers []crypto.Signer, budget int, wait time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &workerClient{ch: kh, signers: signers, wait: wait, grants: make(chan struct{}, 1)}
+	w := &workerClient{ch: kh, signers: signers, wait: wait, grants: make(chan struct{}, 1), tickets: tickets}
 	w.grant(budget)
 	h := &utHolder{w: w, ch: ch, raw: raw, done: make(chan struct{})}
 	go utServe(w, h.done)

@@ -18,8 +18,7 @@ import (
 // up. A ticket opens to the state sealed in it; a ticket with one bit
 // changed, or sealed under another key, opens to nothing.
 func TestKeyHolderTicketBudget(t *testing.T) {
-	h := utStartHolder(t, nil, 1, 0)
-	h.w.tickets = mustRandomTickets(t)
+	h := utStartHolderWith(t, nil, 1, 0, mustRandomTickets(t))
 	state := []byte("a session state")
 	sealed, ok := h.ask(t, &protocol.SealTicket{State: state}).(*protocol.Ticket)
 	if !ok || bytes.Contains(sealed.Ticket, state) {
@@ -36,8 +35,7 @@ func TestKeyHolderTicketBudget(t *testing.T) {
 	utExpectRefused(t, h.ask(t, &protocol.OpenTicket{Ticket: sealed.Ticket}), "no more tickets to open")
 	h.expectHangup(t)
 
-	other := utStartHolder(t, nil, 1, 0)
-	other.w.tickets = mustRandomTickets(t)
+	other := utStartHolderWith(t, nil, 1, 0, mustRandomTickets(t))
 	if got := other.ask(t, &protocol.OpenTicket{Ticket: sealed.Ticket}).(*protocol.TicketState); len(got.State) != 0 {
 		t.Errorf("another key opened the ticket to %q", got.State)
 	}
