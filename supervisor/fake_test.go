@@ -365,6 +365,16 @@ func failingWorker(code uint8, reason string) workerScript {
 	return workerScript{session: sessionScript{send: []protocol.Message{&protocol.SessionFailed{Code: code, Reason: reason}}}}
 }
 
+// gated makes w's sessions wait, before their reports, until the
+// returned channel is closed: a test that must see the program ended by
+// the worker's failure closes it once the program runs, since a worker
+// that failed before would end the session with no program started.
+func gated(w workerScript) (workerScript, chan struct{}) {
+	gate := make(chan struct{})
+	w.session.do = func(*fakeSession) { <-gate }
+	return w, gate
+}
+
 // runner returns the behaviour that plays w, reporting sessions on
 // sessions.
 func (w workerScript) runner(sessions chan<- *fakeSession) behaviour {

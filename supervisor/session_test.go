@@ -300,9 +300,11 @@ func isClosed(ch <-chan struct{}) bool {
 func TestSessionWorkerFailureEndsProgram(t *testing.T) {
 	for _, code := range []uint8{protocol.ExitUsage, protocol.ExitClientCert, protocol.ExitTemp} {
 		reason := fmt.Sprintf("failure number %d", code)
-		h := newServer(t, spawnerWith(failingWorker(code, reason), programUntilTold), "-v").start()
+		w, started := gated(failingWorker(code, reason))
+		h := newServer(t, spawnerWith(w, programUntilTold), "-v").start()
 		h.dial()
 		fs, p := h.session(), h.program()
+		close(started)
 		st := waitDone(t, p, "program")
 		if st.Signal != int(syscall.SIGTERM) || !slices.Contains(p.gotSignals(), os.Signal(syscall.SIGTERM)) {
 			t.Errorf("code %d: the program ended with %+v after signals %v, want SIGTERM", code, st, p.gotSignals())
@@ -320,10 +322,11 @@ func TestSessionWorkerFailureEndsProgram(t *testing.T) {
 // its session is a temporary failure; the program is ended.
 func TestSessionWorkerDiesMidSession(t *testing.T) {
 	for _, st := range []ExitState{{Code: 2}, {Signal: 6}} {
-		w := workerScript{session: sessionScript{send: []protocol.Message{handshakeDone()}, die: &st}}
+		w, started := gated(workerScript{session: sessionScript{send: []protocol.Message{handshakeDone()}, die: &st}})
 		h := newServer(t, spawnerWith(w, programUntilTold), "-v").start()
 		h.dial()
 		fs, p := h.session(), h.program()
+		close(started)
 		if got := waitDone(t, p, "program"); got.Signal != int(syscall.SIGTERM) {
 			t.Errorf("%+v: program ended with %+v, want SIGTERM", st, got)
 		}
@@ -747,9 +750,11 @@ func TestSessionProgramIgnoringSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for termGrace")
 	}
-	h := newServer(t, spawnerWith(failingWorker(111, "unable to accept TLS: EOF"), programIgnoringTerm), "-v").start()
+	w, started := gated(failingWorker(111, "unable to accept TLS: EOF"))
+	h := newServer(t, spawnerWith(w, programIgnoringTerm), "-v").start()
 	h.dial()
 	fs, p := h.session(), h.program()
+	close(started)
 	start := time.Now()
 	select {
 	case <-p.done:
