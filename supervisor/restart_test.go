@@ -100,6 +100,9 @@ func TestHandOverReplacesAWorkerThatDies(t *testing.T) {
 	h2 := newServer(t, sp2, "-v").start()
 	idle := h2.worker()
 	idle.Signal(syscall.SIGKILL)
+	// Dead before the connection comes, as a killed process is at once:
+	// the fake's goroutine could otherwise still take the session.
+	waitDone(t, idle, "killed idle worker")
 	h2.dial()
 	fs2 := h2.session()
 	h2.waitLine(fmt.Sprintf("sslserver: end %d status 0", fs2.proc.pid))
