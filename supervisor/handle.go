@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -64,13 +63,9 @@ var handleArgOptions = func() map[byte]func(o *Options, v string) error {
 func ParseHandleArgs(name string, args []string, check func([]string) error) (*Options, error) {
 	o := defaultOptions()
 	o.SSLEnv = true
-	set := getopt.Set[*Options]{Flags: flagOptions, Args: handleArgOptions}
-	operands, err := set.Parse(o, args)
-	if errors.Is(err, getopt.ErrHelp) {
-		return nil, err
-	}
+	operands, err := parseFlags(o, getopt.Set[*Options]{Flags: flagOptions, Args: handleArgOptions}, args)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		return nil, err
 	}
 	if len(operands) < 2 {
 		return nil, fmt.Errorf("%w: need host and port", ErrUsage)

@@ -222,14 +222,7 @@ func (p *handlerPool) takeIdle() (*handler, <-chan struct{}) {
 	return nil, p.changed
 }
 
-func (h *handler) alive() bool {
-	select {
-	case <-h.gone:
-		return false
-	default:
-		return true
-	}
-}
+func (h *handler) alive() bool { return !isClosed(h.gone) }
 
 func (h *handler) kill() {
 	h.proc.Signal(os.Kill)

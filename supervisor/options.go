@@ -184,15 +184,22 @@ var argOptions = map[byte]func(o *Options, v string) error{
 // next, "--" ends options, and host port program follow.
 func ParseArgs(args []string) (*Options, error) {
 	o := defaultOptions()
-	set := getopt.Set[*Options]{Flags: flagOptions, Args: argOptions}
-	operands, err := set.Parse(o, args)
-	if errors.Is(err, getopt.ErrHelp) {
+	operands, err := parseFlags(o, getopt.Set[*Options]{Flags: flagOptions, Args: argOptions}, args)
+	if err != nil {
 		return nil, err
 	}
-	if err != nil {
+	return o, o.positional(operands)
+}
+
+// parseFlags parses the options of set into o and returns the operands
+// after them. getopt.ErrHelp comes back as it is; any other error is a
+// usage error.
+func parseFlags(o *Options, set getopt.Set[*Options], args []string) ([]string, error) {
+	operands, err := set.Parse(o, args)
+	if err != nil && !errors.Is(err, getopt.ErrHelp) {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	return o, o.positional(operands)
+	return operands, err
 }
 
 func (o *Options) positional(args []string) error {

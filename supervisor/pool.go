@@ -308,12 +308,15 @@ func (w *pooledWorker) fate() string {
 	}
 }
 
-func (w *pooledWorker) alive() bool {
+func (w *pooledWorker) alive() bool { return !isClosed(w.gone) }
+
+// isClosed says whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-w.gone:
-		return false
-	default:
+	case <-ch:
 		return true
+	default:
+		return false
 	}
 }
 

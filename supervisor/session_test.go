@@ -285,15 +285,6 @@ func TestSessionEndLineIsTheProgramStatus(t *testing.T) {
 	}
 }
 
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // TestSessionWorkerFailureEndsProgram: when the worker reports a
 // failure, the program gets SIGTERM and the end line carries the
 // worker's code.
